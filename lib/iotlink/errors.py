@@ -1,0 +1,38 @@
+# Exceptions raised by iotlink. None of them ever carries the access token.
+
+
+class IotlinkError(Exception):
+    pass
+
+
+class HTTPError(IotlinkError):
+    # The server answered with a status that is not a success.
+    def __init__(self, status, message=""):
+        super().__init__("HTTP %d %s" % (status, message))
+        self.status = status
+        self.message = message
+
+
+class Timeout(IotlinkError):
+    # Connect, TLS handshake or a read did not finish within the timeout.
+    pass
+
+
+class ConnectionFailed(IotlinkError):
+    # The server could not be reached or dropped the connection (carries the OSError errno).
+    def __init__(self, errno_=0):
+        super().__init__("connection failed (errno %d)" % errno_)
+        self.errno = errno_
+
+
+class ProtocolError(IotlinkError):
+    # The reply was not what the API promises: too large, truncated, not JSON, wrong shape.
+    pass
+
+
+class ProvisionError(IotlinkError):
+    # Provisioning or activation was refused; `status` is the server's status word.
+    def __init__(self, status, message=""):
+        super().__init__("%s %s" % (status, message))
+        self.status = status
+        self.message = message

@@ -1,0 +1,125 @@
+# HTTP transport: one request per connection (what the boards' frozen `requests` speaks),
+# a timeout on every socket operation, bodies read to a bound, responses always closed.
+import errno
+import json
+
+try:
+    import requests
+except ImportError:
+    import urequests as requests
+
+from iotlink.errors import ConnectionFailed, ProtocolError, Timeout
+
+MAX_BODY = 8192  # default cap on a response body held in RAM
+
+# Only the headers iotlink acts on are kept, so a server cannot fill the heap with headers.
+_KEPT_HEADERS = (b"content-length", b"content-type", b"retry-after", b"date")
+_TIMEOUT_ERRNOS = (errno.ETIMEDOUT, errno.EAGAIN)
+
+
+def _keep_header(line, headers):
+    i = line.find(b":")
+    if i > 0:
+        name = line[:i].strip().lower()
+        if name in _KEPT_HEADERS:
+            headers[name.decode()] = line[i + 1 :].strip().decode()
+
+
+def network_error(exc):
+    # Map an OSError from the socket layer to iotlink's own exception types.
+    code = exc.args[0] if exc.args else 0
+    if code in _TIMEOUT_ERRNOS:
+        return Timeout("timed out")
+    return ConnectionFailed(code if isinstance(code, int) else 0)
+
+
+def dumps(obj):
+    # JSON as bytes: Content-Length must count bytes, not characters.
+    return json.dumps(obj).encode()
+
+
+def loads(body):
+    # JSON whatever the Content-Type said (ThingsBoard answers some calls as text/plain).
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise ProtocolError("reply is not JSON")
+
+
+_SAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"
+
+
+def quote(value):
+    # Percent-encode a query or path value.
+    out = []
+    for b in str(value).encode():
+        out.append(chr(b) if b in _SAFE else "%%%02X" % b)
+    return "".join(out)
+
+
+def open(method, url, body=None, timeout=10, headers=None):
+    # Send a request and return the response with its headers read and the body unread.
+    # The caller owns the response: read it with read_body() or close() it.
+    hdrs = {"Content-Type": "application/json"} if body is not None else {}
+    if headers:
+        hdrs.update(headers)
+    try:
+        return requests.request(
+            method, url, data=body, headers=hdrs, timeout=timeout, parse_headers=_keep_header
+        )
+    except OSError as e:
+        raise network_error(e)
+    except (ValueError, IndexError, NotImplementedError) as e:
+        # Bad status line, chunked reply to HTTP/1.0, relative redirect: not this API.
+        raise ProtocolError("bad response (%s)" % e)
+
+
+def read_into(resp, buf):
+    # Fill buf from the response body; return how many bytes arrived before EOF.
+    mv = memoryview(buf)
+    got = 0
+    try:
+        while got < len(buf):
+            n = resp.raw.readinto(mv[got:])
+            if not n:
+                break
+            got += n
+    except OSError as e:
+        raise network_error(e)
+    return got
+
+
+def read_body(resp, limit=MAX_BODY):
+    # Read the whole body (at most `limit` bytes) and close the response.
+    try:
+        length = resp.headers.get("content-length")
+        if length is not None:
+            length = int(length)
+            if length > limit:
+                raise ProtocolError("reply of %d bytes exceeds the %d byte limit" % (length, limit))
+            buf = bytearray(length)
+            got = read_into(resp, buf)
+            if got < length:
+                raise ProtocolError("reply truncated at %d of %d bytes" % (got, length))
+            return buf
+        # No length: the server closes the connection at the end of the body.
+        buf = bytearray()
+        while True:
+            try:
+                part = resp.raw.read(256)
+            except OSError as e:
+                raise network_error(e)
+            if not part:
+                return buf
+            buf += part
+            if len(buf) > limit:
+                raise ProtocolError("reply exceeds the %d byte limit" % limit)
+    finally:
+        resp.close()
+
+
+def request(method, url, body=None, timeout=10, limit=MAX_BODY, headers=None):
+    # One exchange: returns (status, body bytes, headers).
+    resp = open(method, url, body, timeout, headers)
+    data = read_body(resp, limit)
+    return resp.status_code, data, resp.headers

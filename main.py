@@ -1,0 +1,3 @@
+from iotlink.app import run
+
+run()

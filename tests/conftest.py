@@ -1,0 +1,26 @@
+import pytest
+from support import run_mp
+
+from iotlink_tools.devserver import DevServer
+
+
+@pytest.fixture
+def server():
+    """A fresh devserver on a free loopback port. Its async cap is short so tests stay quick."""
+    srv = DevServer(port=0, async_timeout_ms=3000).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def device(server):
+    return server.add_device("test-device", "TEST_TOKEN")
+
+
+@pytest.fixture
+def mp(tmp_path):
+    """Run a script in micropython with tmp_path as the board's flash."""
+    def run(code, **kw):
+        return run_mp(code, tmp_path, **kw)
+    run.flash = tmp_path
+    return run
