@@ -70,6 +70,7 @@ class RawServer:
 
     def stop(self):
         self._stop.set()
+        self._sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked in the thread
         self._sock.close()
         for conn in self._open:
             conn.close()

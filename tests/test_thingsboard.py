@@ -217,9 +217,12 @@ def test_wrong_package_title_is_a_400(server, device, mp):
 
 
 def test_server_down_is_a_connection_error(mp):
-    raw = RawServer(None)
-    url = raw.url
-    raw.stop()  # nothing listens there any more
+    import socket
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))  # a port nobody listens on
+    url = "http://127.0.0.1:%d" % probe.getsockname()[1]
+    probe.close()
     run = mp(tb(url) + 'out(attempt(tb.send_telemetry, {"a": 1}))')
     assert run.result[0] == "ConnectionFailed"
 

@@ -36,3 +36,8 @@ class ProvisionError(IotlinkError):
         super().__init__("%s %s" % (status, message))
         self.status = status
         self.message = message
+
+
+class TLSError(IotlinkError):
+    # The TLS handshake failed, e.g. the server's certificate did not verify against the CA.
+    pass

@@ -13,11 +13,13 @@ from iotlink.errors import ConnectionFailed, ProtocolError, Timeout
 MAX_BODY = 8192  # default cap on a response body held in RAM
 
 # Only the headers iotlink acts on are kept, so a server cannot fill the heap with headers.
-_KEPT_HEADERS = (b"content-length", b"content-type", b"retry-after", b"date")
-_TIMEOUT_ERRNOS = (errno.ETIMEDOUT, errno.EAGAIN)
+_KEPT_HEADERS = (
+    b"content-length", b"content-type", b"retry-after", b"date", b"connection", b"transfer-encoding"
+)
+TIMEOUT_ERRNOS = (errno.ETIMEDOUT, errno.EAGAIN)
 
 
-def _keep_header(line, headers):
+def keep_header(line, headers):
     i = line.find(b":")
     if i > 0:
         name = line[:i].strip().lower()
@@ -28,7 +30,7 @@ def _keep_header(line, headers):
 def network_error(exc):
     # Map an OSError from the socket layer to iotlink's own exception types.
     code = exc.args[0] if exc.args else 0
-    if code in _TIMEOUT_ERRNOS:
+    if code in TIMEOUT_ERRNOS:
         return Timeout("timed out")
     return ConnectionFailed(code if isinstance(code, int) else 0)
 
@@ -65,7 +67,7 @@ def open(method, url, body=None, timeout=10, headers=None):
         hdrs.update(headers)
     try:
         return requests.request(
-            method, url, data=body, headers=hdrs, timeout=timeout, parse_headers=_keep_header
+            method, url, data=body, headers=hdrs, timeout=timeout, parse_headers=keep_header
         )
     except OSError as e:
         raise network_error(e)

@@ -33,18 +33,29 @@ def error_message(body):
     return str(msg)[:200]
 
 
+def transport(server, timeout, keepalive, cadata):
+    # The frozen `requests` (a connection per request) unless the connection should persist
+    # or the server's certificate be verified, which only iotlink's own client does.
+    if keepalive or cadata:
+        from iotlink.conn import Connection
+
+        return Connection(server, timeout, cadata)
+    return http
+
+
 class ThingsBoard:
-    def __init__(self, server, token, timeout=10):
+    def __init__(self, server, token, timeout=10, keepalive=False, cadata=None):
         self._base = server.rstrip("/") + "/api/v1/"
         self._token = token
         self.timeout = timeout
+        self._http = transport(server, timeout, keepalive, cadata)
 
     def _url(self, path):
         return self._base + self._token + "/" + path
 
     def _call(self, method, path, payload=None, timeout=None, limit=http.MAX_BODY):
         body = None if payload is None else http.dumps(payload)
-        status, data, _ = http.request(
+        status, data, _ = self._http.request(
             method, self._url(path), body, timeout or self.timeout, limit
         )
         return status, data
@@ -130,19 +141,19 @@ class ThingsBoard:
             "%s?title=%s&version=%s&size=%d&chunk=%d"
             % (kind, http.quote(title), http.quote(version), size, chunk)
         )
-        resp = http.open("GET", url, timeout=self.timeout)
+        resp = self._http.open("GET", url, timeout=self.timeout)
         if resp.status_code != 200:
             check(resp.status_code, http.read_body(resp, 512))
         return resp
 
     @staticmethod
-    def provision(server, device_name, key, secret, timeout=10):
+    def provision(server, device_name, key, secret, timeout=10, cadata=None):
         # Device self-provisioning: returns the new access token. Cannot be repeated for a
         # name (the server answers FAILURE), so the caller saves the token at once.
         body = {"provisionDeviceKey": key, "provisionDeviceSecret": secret}
         if device_name:
             body["deviceName"] = device_name
-        status, data, _ = http.request(
+        status, data, _ = transport(server, timeout, False, cadata).request(
             "POST", server.rstrip("/") + "/api/v1/provision", http.dumps(body), timeout
         )
         check(status, data)

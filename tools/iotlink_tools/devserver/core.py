@@ -70,7 +70,8 @@ class DevServer:
     """A local server speaking ThingsBoard's device and REST APIs and thethings.iO's API."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, db: str = ":memory:",
-                 async_timeout_ms: int = 30000):
+                 async_timeout_ms: int = 30000, tls: tuple[str, str] | None = None):
+        """tls: (certfile, keyfile) to serve HTTPS instead of HTTP."""
         self.async_timeout_ms = async_timeout_ms  # ThingsBoard cuts every request here (503)
         self._db = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
@@ -89,6 +90,10 @@ class DevServer:
         for name in ("tb_rest", "thethings", "ota", "page"):
             self._register_optional(name)
         self._server = Server((host, port), self.router, self._record)
+        self.scheme = "http"
+        if tls:
+            self._server.use_tls(*tls)
+            self.scheme = "https"
         self._thread: threading.Thread | None = None
 
     def _register_optional(self, name: str) -> None:
@@ -109,7 +114,7 @@ class DevServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self._server.server_address[0]}:{self.port}"
+        return f"{self.scheme}://{self._server.server_address[0]}:{self.port}"
 
     def start(self) -> "DevServer":
         self._thread = self._server.start()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ class Exchange:
     body: bytes
     status: int = 0
     at: float = 0.0
+    peer: tuple = ()  # the client's (address, port): one per TCP connection
 
     def json(self):
         return json.loads(self.body)
@@ -128,7 +130,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length) if length else b""
         req = Request(self.command, url.path, parse_qs(url.query, keep_blank_values=True), headers, body)
-        exchange = Exchange(req.method, req.path, req.query, headers, body, at=req.received)
+        exchange = Exchange(req.method, req.path, req.query, headers, body, at=req.received,
+                            peer=tuple(self.client_address))
         self.server.record(exchange)
         handler, params, path_known = self.server.router.match(req.method, req.path)
         if handler is None:
@@ -166,9 +169,10 @@ class _Handler(BaseHTTPRequestHandler):
                 pass  # the client went away
             return
         self.send_header("Content-Length", str(len(resp.body)))
-        self.send_header("Connection", "close")
+        # HTTP/1.1 clients keep the connection unless they said close; HTTP/1.0 ones never do.
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
-        self.close_connection = True
         if resp.body and self.command != "HEAD":
             self.wfile.write(resp.body)
 
@@ -183,6 +187,12 @@ class Server(ThreadingHTTPServer):
         self.router = router
         self.record = record
         super().__init__(address, _Handler)
+
+    def use_tls(self, certfile: str, keyfile: str) -> None:
+        # The handshake happens in each connection's own thread, on its first read.
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(certfile, keyfile)
+        self.socket = ctx.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self.serve_forever, name="devserver", daemon=True)

@@ -1,0 +1,224 @@
+# A persistent HTTP/1.1 connection: keep-alive (no TCP/TLS handshake per request), chunked
+# replies, and TLS that verifies the server when CA data is given. Same response shape as
+# `requests` (status_code, headers, raw, close), so http.read_body/read_into work on it.
+import socket
+
+from iotlink import http
+from iotlink.errors import ProtocolError, TLSError
+
+MAX_LINE = 512  # a status or header line longer than this is not from the API we speak
+MAX_HEADERS = 48
+
+
+def split_url(url):
+    # "https://host:port/path" -> (scheme, host, port, path)
+    scheme, _, rest = url.partition("://")
+    if scheme not in ("http", "https") or not rest:
+        raise ValueError("URL must start with http:// or https://")
+    hostport, slash, path = rest.partition("/")
+    host, _, port = hostport.partition(":")
+    port = int(port) if port else (443 if scheme == "https" else 80)
+    return scheme, host, port, slash + path
+
+
+def der(cadata):
+    # The first certificate of PEM data as DER (not every port's mbedTLS parses PEM).
+    begin = cadata.find(b"-----BEGIN CERTIFICATE-----")
+    if begin < 0:
+        return cadata
+    end = cadata.find(b"-----END", begin)
+    import binascii
+
+    return binascii.a2b_base64(cadata[begin + 27 : end])
+
+
+def tls_context(cadata):
+    # cadata (a CA certificate, PEM or DER): verify the server's chain and host name.
+    # None: encrypt only, as the boards' `requests` always does.
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if cadata:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cadata=der(cadata))
+    else:
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class Body:
+    # The body of one reply, read no further than its end (Content-Length or chunked framing).
+
+    def __init__(self, sock, length, chunked):
+        self._sock = sock
+        self._left = length  # bytes left in the body (or the current chunk); None: until EOF
+        self._chunked = chunked
+        self.done = length == 0 and not chunked
+
+    def _next_chunk(self):
+        line = self._sock.readline(MAX_LINE)
+        if line == b"\r\n":  # the CRLF closing the previous chunk
+            line = self._sock.readline(MAX_LINE)
+        if not line:
+            raise ProtocolError("reply truncated")
+        try:
+            size = int(line.split(b";")[0].strip(), 16)
+        except ValueError:
+            raise ProtocolError("bad chunk header")
+        if size == 0:
+            while self._sock.readline(MAX_LINE) not in (b"\r\n", b""):
+                pass  # trailers
+            self.done = True
+        self._left = size
+
+    def readinto(self, buf):
+        if self.done:
+            return 0
+        if self._chunked and not self._left:
+            self._next_chunk()
+            if self.done:
+                return 0
+        view = memoryview(buf)
+        if self._left is not None and self._left < len(buf):
+            view = view[: self._left]
+        n = self._sock.readinto(view)
+        if not n:
+            if self._left is not None:
+                raise ProtocolError("reply truncated")
+            self.done = True
+            return 0
+        if self._left is not None:
+            self._left -= n
+            if not self._left and not self._chunked:
+                self.done = True
+        return n
+
+    def read(self, size):
+        buf = bytearray(size)
+        n = self.readinto(buf)
+        return bytes(buf[:n])
+
+
+class Response:
+    def __init__(self, conn, status, headers, body):
+        self.status_code = status
+        self.headers = headers
+        self.raw = body
+        self._conn = conn
+
+    def close(self):
+        # Keep the socket for the next request only when this body was read to its end.
+        self._conn.release(self.raw.done)
+
+
+class Connection:
+    def __init__(self, base_url, timeout=10, cadata=None):
+        self.scheme, self.host, self.port, _ = split_url(base_url)
+        self.timeout = timeout
+        self._cadata = cadata
+        self._ctx = None
+        self._addr = None  # resolved once: getaddrinfo has no timeout
+        self._sock = None
+        self._tcp = None
+        self._reusable = False
+        default = 443 if self.scheme == "https" else 80
+        self._host_header = self.host if self.port == default else "%s:%d" % (self.host, self.port)
+
+    def _connect(self, timeout):
+        if self._addr is None:
+            self._addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0][-1]
+        tcp = socket.socket()
+        tcp.settimeout(timeout)
+        try:
+            tcp.connect(self._addr)
+            sock = tcp
+            if self.scheme == "https":
+                if self._ctx is None:
+                    self._ctx = tls_context(self._cadata)
+                try:
+                    sock = self._ctx.wrap_socket(tcp, server_hostname=self.host)
+                except ValueError as e:  # mbedTLS reports verification failures this way
+                    raise TLSError(str(e).strip())
+        except Exception:
+            tcp.close()
+            raise
+        self._tcp = tcp  # TLS sockets have no settimeout: the TCP socket's timeout applies
+        return sock
+
+    def close(self):
+        if self._sock:
+            self._sock.close()
+        self._sock = None
+        self._reusable = False
+
+    def release(self, body_done):
+        if not (body_done and self._reusable):
+            self.close()
+
+    def open(self, method, url, body=None, timeout=None, headers=None):
+        timeout = timeout or self.timeout
+        path = split_url(url)[3] or "/"
+        head = "%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, path, self._host_header)
+        if body is not None:
+            head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+        if headers:
+            for k in headers:
+                head += "%s: %s\r\n" % (k, headers[k])
+        request = head.encode() + b"\r\n" + (body or b"")
+        # A kept-alive socket may have been closed by the server while idle: if nothing at
+        # all comes back on it, the request was not processed and goes once more on a new one.
+        for attempt in (0, 1):
+            reused = self._sock is not None
+            try:
+                if not reused:
+                    self._sock = self._connect(timeout)
+                self._tcp.settimeout(timeout)
+                self._sock.write(request)
+                status_line = self._sock.readline(MAX_LINE)
+                if not status_line and reused and not attempt:
+                    self.close()
+                    continue
+                return self._read_head(status_line)
+            except OSError as e:
+                self.close()
+                if reused and not attempt and e.args and e.args[0] not in http.TIMEOUT_ERRNOS:
+                    continue
+                raise http.network_error(e)
+            except Exception:
+                self.close()
+                raise
+
+    def _read_head(self, status_line):
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+            raise ProtocolError("bad status line")
+        try:
+            status = int(parts[1])
+        except ValueError:
+            raise ProtocolError("bad status line")
+        headers = {}
+        keep_alive = parts[0] == b"HTTP/1.1"
+        for _ in range(MAX_HEADERS):
+            line = self._sock.readline(MAX_LINE)
+            if line in (b"\r\n", b"\n", b""):
+                break
+            http.keep_header(line, headers)
+        else:
+            raise ProtocolError("too many header lines")
+        connection = headers.pop("connection", "").lower()
+        if connection == "close":
+            keep_alive = False
+        elif connection == "keep-alive":
+            keep_alive = True
+        chunked = "chunked" in headers.pop("transfer-encoding", "").lower()
+        length = None if chunked else headers.get("content-length")
+        length = int(length) if length is not None else None
+        if length is None and not chunked:
+            keep_alive = False  # the body ends when the server closes
+        self._reusable = keep_alive
+        return Response(self, status, headers, Body(self._sock, length, chunked))
+
+    def request(self, method, url, body=None, timeout=None, limit=http.MAX_BODY, headers=None):
+        resp = self.open(method, url, body, timeout, headers)
+        data = http.read_body(resp, limit)
+        return resp.status_code, data, resp.headers
