@@ -113,7 +113,8 @@ class Response:
 
 class Connection:
     def __init__(self, base_url, timeout=10, cadata=None):
-        self.scheme, self.host, self.port, _ = split_url(base_url)
+        self.scheme, self.host, self.port, path = split_url(base_url)
+        self._origin = base_url[: len(base_url) - len(path)]  # "scheme://host[:port]"
         self.timeout = timeout
         self._cadata = cadata
         self._ctx = None
@@ -122,7 +123,7 @@ class Connection:
         self._tcp = None
         self._reusable = False
         default = 443 if self.scheme == "https" else 80
-        self._host_header = self.host if self.port == default else "%s:%d" % (self.host, self.port)
+        self._host = self.host if self.port == default else "%s:%d" % (self.host, self.port)
 
     def _connect(self, timeout):
         if self._addr is None:
@@ -157,14 +158,17 @@ class Connection:
 
     def open(self, method, url, body=None, timeout=None, headers=None):
         timeout = timeout or self.timeout
-        path = split_url(url)[3] or "/"
-        head = "%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, path, self._host_header)
+        if not url.startswith(self._origin):
+            raise ValueError("URL is not on this connection's server")
+        head = "%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, url[len(self._origin) :] or "/", self._host)
         if body is not None:
             head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
         if headers:
             for k in headers:
                 head += "%s: %s\r\n" % (k, headers[k])
-        request = head.encode() + b"\r\n" + (body or b"")
+        request = (head + "\r\n").encode()
+        if body:
+            request += body
         # A kept-alive socket may have been closed by the server while idle: if nothing at
         # all comes back on it, the request was not processed and goes once more on a new one.
         for attempt in (0, 1):
@@ -205,12 +209,12 @@ class Connection:
             http.keep_header(line, headers)
         else:
             raise ProtocolError("too many header lines")
-        connection = headers.pop("connection", "").lower()
-        if connection == "close":
+        connection = headers.pop("connection", b"").strip().lower()
+        if connection == b"close":
             keep_alive = False
-        elif connection == "keep-alive":
+        elif connection == b"keep-alive":
             keep_alive = True
-        chunked = "chunked" in headers.pop("transfer-encoding", "").lower()
+        chunked = b"chunked" in headers.pop("transfer-encoding", b"").lower()
         length = None if chunked else headers.get("content-length")
         length = int(length) if length is not None else None
         if length is None and not chunked:

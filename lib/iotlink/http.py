@@ -12,19 +12,21 @@ from iotlink.errors import ConnectionFailed, ProtocolError, Timeout
 
 MAX_BODY = 8192  # default cap on a response body held in RAM
 
-# Only the headers iotlink acts on are kept, so a server cannot fill the heap with headers.
-_KEPT_HEADERS = (
-    b"content-length", b"content-type", b"retry-after", b"date", b"connection", b"transfer-encoding"
-)
+# Only the headers iotlink acts on are kept, their values as raw bytes (int() and .strip() take
+# them as they are), so a server cannot fill the heap with headers. Looked up by name length
+# first: the other headers cost no allocation at all.
+_KEPT_HEADERS = {}
+for _name in ("content-length", "retry-after", "connection", "transfer-encoding"):
+    _KEPT_HEADERS[len(_name)] = (_name, _name.encode())
 TIMEOUT_ERRNOS = (errno.ETIMEDOUT, errno.EAGAIN)
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def keep_header(line, headers):
     i = line.find(b":")
-    if i > 0:
-        name = line[:i].strip().lower()
-        if name in _KEPT_HEADERS:
-            headers[name.decode()] = line[i + 1 :].strip().decode()
+    kept = _KEPT_HEADERS.get(i)
+    if kept and line[:i].lower() == kept[1]:
+        headers[kept[0]] = line[i + 1 :]
 
 
 def network_error(exc):
@@ -62,8 +64,9 @@ def quote(value):
 def open(method, url, body=None, timeout=10, headers=None):
     # Send a request and return the response with its headers read and the body unread.
     # The caller owns the response: read it with read_body() or close() it.
-    hdrs = {"Content-Type": "application/json"} if body is not None else {}
+    hdrs = JSON_HEADERS if body is not None else {}
     if headers:
+        hdrs = dict(hdrs)
         hdrs.update(headers)
     try:
         return requests.request(
@@ -97,6 +100,9 @@ def read_body(resp, limit=MAX_BODY):
         length = resp.headers.get("content-length")
         if length is not None:
             length = int(length)
+            if not length:
+                resp.close()
+                return b""
             if length > limit:
                 raise ProtocolError("reply of %d bytes exceeds the %d byte limit" % (length, limit))
             buf = bytearray(length)

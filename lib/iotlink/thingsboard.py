@@ -45,13 +45,12 @@ def transport(server, timeout, keepalive, cadata):
 
 class ThingsBoard:
     def __init__(self, server, token, timeout=10, keepalive=False, cadata=None):
-        self._base = server.rstrip("/") + "/api/v1/"
-        self._token = token
+        self._prefix = server.rstrip("/") + "/api/v1/" + token + "/"
         self.timeout = timeout
         self._http = transport(server, timeout, keepalive, cadata)
 
     def _url(self, path):
-        return self._base + self._token + "/" + path
+        return self._prefix + path
 
     def _call(self, method, path, payload=None, timeout=None, limit=http.MAX_BODY):
         body = None if payload is None else http.dumps(payload)

@@ -182,6 +182,7 @@ class _Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # boards open a connection per request: a short backlog drops SYNs
 
     def __init__(self, address, router: Router, record: Callable[[Exchange], None]):
         self.router = router
