@@ -61,16 +61,17 @@ def quote(value):
     return "".join(out)
 
 
-def open(method, url, body=None, timeout=10, headers=None):
+def open(method, url, body=None, timeout=10, headers=None, keep=keep_header):
     # Send a request and return the response with its headers read and the body unread.
     # The caller owns the response: read it with read_body() or close() it.
+    # keep(line, headers) picks the reply headers to keep.
     hdrs = JSON_HEADERS if body is not None else {}
     if headers:
         hdrs = dict(hdrs)
         hdrs.update(headers)
     try:
         return requests.request(
-            method, url, data=body, headers=hdrs, timeout=timeout, parse_headers=keep_header
+            method, url, data=body, headers=hdrs, timeout=timeout, parse_headers=keep
         )
     except OSError as e:
         raise network_error(e)

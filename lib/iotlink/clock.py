@@ -1,0 +1,115 @@
+# Wall-clock time that can be trusted for client timestamps: set from a server (NTP, the HTTP
+# Date header, or thethings.iO's date) before any timestamp is used. Until then now_ms() is None:
+# before the clock is set, time.time() counts from power-up and would stamp data in 2000/1970.
+import time
+
+from iotlink import http
+from iotlink.errors import IotlinkError
+
+# Seconds from 1970-01-01 to the port's epoch: 2000-01-01 on ESP32, 1970 on unix and rp2.
+EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
+
+_offset_ms = None  # server time minus local time, once synced
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _local_ms():
+    # Milliseconds since 1970 by the local clock (whatever it was set to).
+    try:
+        return time.time_ns() // 1000000 + EPOCH_OFFSET * 1000
+    except AttributeError:
+        return (time.time() + EPOCH_OFFSET) * 1000
+
+
+def days_from_civil(y, m, d):
+    # Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def unix_seconds(y, m, d, hh=0, mm=0, ss=0):
+    return days_from_civil(y, m, d) * 86400 + hh * 3600 + mm * 60 + ss
+
+
+def parse_http_date(value):
+    # "Sun, 06 Nov 1994 08:49:37 GMT" (RFC 9110 IMF-fixdate) -> unix seconds.
+    parts = value.split()
+    try:
+        hh, mm, ss = (int(x) for x in parts[4].split(":"))
+        return unix_seconds(int(parts[3]), _MONTHS.index(parts[2]) + 1, int(parts[1]), hh, mm, ss)
+    except (IndexError, ValueError):
+        raise ValueError("not an HTTP date")
+
+
+def set_unix_ms(server_ms):
+    # Trust this time from now on; also set the board's RTC where there is one.
+    global _offset_ms
+    _offset_ms = server_ms - _local_ms()
+    try:
+        import machine
+
+        t = time.gmtime(server_ms // 1000 - EPOCH_OFFSET)
+        machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
+        _offset_ms = server_ms - _local_ms()  # what remains if the RTC did not take it
+    except (ImportError, AttributeError, OSError):
+        pass
+
+
+def synced():
+    return _offset_ms is not None
+
+
+def now_ms():
+    # Unix time in ms, or None until a server has set the clock.
+    if _offset_ms is None:
+        return None
+    return _local_ms() + _offset_ms
+
+
+def sync_ntp(host=None, timeout=5):
+    # Where the port has ntptime and NTP is reachable; returns True when the clock was set.
+    try:
+        import ntptime
+    except ImportError:
+        return False
+    if host:
+        ntptime.host = host
+    ntptime.timeout = timeout
+    try:
+        seconds = ntptime.time()  # since the port's epoch
+    except (OSError, OverflowError):
+        return False
+    set_unix_ms((seconds + EPOCH_OFFSET) * 1000)
+    return True
+
+
+def _keep_date(line, headers):
+    if line[:5].lower() == b"date:":
+        headers["date"] = line[5:].strip()
+
+
+def sync_http(url, timeout=10):
+    # From the Date header of any reply of the server (second precision); True when set.
+    try:
+        resp = http.open("HEAD", url, timeout=timeout, keep=_keep_date)
+    except IotlinkError:
+        return False
+    resp.close()
+    date = resp.headers.get("date")
+    if not date:
+        return False
+    try:
+        set_unix_ms(parse_http_date(date.decode()) * 1000)
+    except ValueError:
+        return False
+    return True
+
+
+def sync(server, ntp_host=None, timeout=5):
+    # NTP first (millisecond precision), then the server's HTTP Date header.
+    return sync_ntp(ntp_host, timeout) or sync_http(server, timeout)
