@@ -15,7 +15,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/iotlink demo
 
-test: $(STAMP)
+# The web page's test drives a real headless browser: Debian's chromium and its driver,
+# installed once (we run as root; apt-get runs only while one of them is missing).
+BROWSER := /usr/bin/chromium /usr/bin/chromedriver
+$(BROWSER) &:
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver
+
+test: $(STAMP) $(BROWSER)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
