@@ -139,7 +139,11 @@ class FaultProxy:
         if fault == "lose_reply":
             return False
         if fault == "truncate":
-            client.sendall(reply[: rng.randrange(1, max(len(reply) // 2, 2))])
+            # Cut inside the body when there is one, else inside the status line: both are
+            # replies no client may take as complete.
+            head_end = reply.find(b"\r\n\r\n") + 4
+            start, end = (head_end, len(reply)) if len(reply) > head_end else (1, reply.find(b"\r\n"))
+            client.sendall(reply[: rng.randrange(start, max(end, start + 1))])
             return False
         if fault == "corrupt":
             client.sendall(b"HTTP/1.1 2x0 ?\x00\xff" + reply[reply.find(b"\r\n"):])
