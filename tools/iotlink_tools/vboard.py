@@ -12,9 +12,11 @@ real firmware. Fake contracts the host relies on:
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -102,6 +104,17 @@ def read_pin_log(path: str | os.PathLike, offset: int = 0) -> list[dict]:
 
 
 LineCallback = Callable[["Board", str], None]
+
+PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+def _die_with_host() -> None:
+    """Runs in the board's process before exec: when the host tool dies, however it dies, the
+    kernel sends the board SIGTERM, so no board outlives its host. (Linux ties this to the
+    thread that started the board: its supervisor thread, which lives as long as the board.)"""
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Board:
@@ -201,6 +214,7 @@ class Board:
                     self._proc = subprocess.Popen(
                         self.command, cwd=self.folder, env=self.env, stdin=subprocess.DEVNULL,
                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                        preexec_fn=_die_with_host,
                         text=True, encoding="utf-8", errors="replace")
                 proc = self._proc
                 for line in proc.stdout:
