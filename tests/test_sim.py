@@ -76,22 +76,23 @@ def test_board_env_puts_the_fakes_first_and_the_flash_lib_before_frozen(tmp_path
     assert out.stdout.strip() == "flash", out.stderr
 
 
-def test_board_runs_boot_then_main_in_one_namespace(tmp_path):
+def run_board(tmp_path, boot: str, main: str) -> str:
+    """Flash a board with these boot.py and main.py, run it to its end; its console."""
     flash = prepare_flash(tmp_path / "b", CONFIG)
-    (flash / "boot.py").write_text("booted_by = 'boot.py'\nprint('boot ran')\n")
-    (flash / "main.py").write_text("print('main sees', booted_by)\n")
+    (flash / "boot.py").write_text(boot)
+    (flash / "main.py").write_text(main)
     board = Board(flash).start()
     assert board.wait(10) == 0
-    assert board.console().splitlines() == ["boot ran", "main sees boot.py", "## exited with status 0"]
+    return board.console()
+
+
+def test_board_runs_boot_then_main_in_one_namespace(tmp_path):
+    console = run_board(tmp_path, "booted_by = 'boot.py'\nprint('boot ran')\n", "print('main sees', booted_by)\n")
+    assert console.splitlines() == ["boot ran", "main sees boot.py", "## exited with status 0"]
 
 
 def test_an_exception_in_boot_py_is_printed_and_main_still_runs(tmp_path):
-    flash = prepare_flash(tmp_path / "b", CONFIG)
-    (flash / "boot.py").write_text("raise ValueError('no wifi config')\n")
-    (flash / "main.py").write_text("print('main ran')\n")
-    board = Board(flash).start()
-    assert board.wait(10) == 0
-    console = board.console()
+    console = run_board(tmp_path, "raise ValueError('no wifi config')\n", "print('main ran')\n")
     assert "ValueError: no wifi config" in console
     assert console.index("ValueError") < console.index("main ran")
 
