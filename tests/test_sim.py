@@ -15,7 +15,8 @@ import pytest
 from iotlink_tools import REPO
 
 IOTLINK = str(Path(sys.executable).with_name("iotlink"))
-from iotlink_tools.sim import parse_pins, read_tokens
+from iotlink_tools.rest import RestError
+from iotlink_tools.sim import create_devices, parse_pins, read_tokens
 from iotlink_tools.vboard import Board, board_env, micropython_command, prepare_flash
 
 CONFIG = {"platform": "thingsboard", "server": "http://127.0.0.1:1", "token": "T", "pins": {"23": 23}}
@@ -158,6 +159,17 @@ def test_read_tokens(tmp_path):
     fleet.write_text("a,AAA\na,BBB\n")
     with pytest.raises(SystemExit, match="unique"):
         read_tokens(fleet)
+
+
+def test_create_devices_through_the_rest_api_and_reuse_them(server):
+    server.add_device("sim-2", "EXISTING_TOKEN")
+    boards = create_devices(server.url, "tenant@thingsboard.org", "tenant", ["sim-1", "sim-2"])
+    assert boards == [("sim-1", server.device("sim-1")["token"]), ("sim-2", "EXISTING_TOKEN")]
+    assert [e.json()["name"] for e in server.requests_to("/api/device", "POST")] == ["sim-1"]
+    assert create_devices(server.url, "tenant@thingsboard.org", "tenant", ["sim-1", "sim-2"]) == boards
+    assert [d["name"] for d in server.devices()] == ["sim-1", "sim-2"]  # nothing created twice
+    with pytest.raises(RestError, match="401"):
+        create_devices(server.url, "tenant@thingsboard.org", "wrong", ["sim-3"])
 
 
 def children(pid: int) -> list[int]:

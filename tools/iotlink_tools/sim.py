@@ -2,7 +2,10 @@
 
 One board:   iotlink sim --server http://127.0.0.1:8080 --token TOKEN
 A fleet:     iotlink sim --server URL --tokens FLEET.txt [--count N]
-FLEET.txt has one board per line, `TOKEN` or `NAME,TOKEN` (blank lines and # comments skipped).
+             FLEET.txt: one board a line, `TOKEN` or `NAME,TOKEN` (blank lines, # comments skipped)
+New devices: iotlink sim --server URL --create --count N [--user U --password P]
+             creates devices sim-1..sim-N through the server's REST API (ThingsBoard or the
+             devserver, whose tenant is tenant@thingsboard.org / tenant) or reuses those names
 
 Each board's flash is DIR/NAME/ (boot.py, main.py, lib/iotlink/, config.json), its console is
 DIR/NAME.console.log and its pin writes DIR/NAME.pins.jsonl. Console lines are streamed here,
@@ -12,11 +15,13 @@ prefixed by the board's name. A board that calls machine.reset() reboots; Ctrl-C
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from rich.console import Console
 from rich.text import Text
 
+from .rest import RestError, ThingsBoardREST
 from .vboard import Board, prepare_flash
 
 DEFAULT_PINS = "23=23,led=LED"
@@ -34,7 +39,17 @@ def parse_pins(text: str) -> dict:
     return pins
 
 
-def read_tokens(path: Path) -> list[tuple[str, str]]:
+def create_devices(server: str, user: str, password: str, names: list[str]) -> list[tuple[str, str]]:
+    """(name, token) per name: the tenant's device of that name, created when missing."""
+    rest = ThingsBoardREST(server, user, password)
+    boards = []
+    for name in names:
+        device = rest.find_device(name) or rest.create_device(name)
+        boards.append((name, rest.access_token(device["id"]["id"])))
+    return boards
+
+
+def read_tokens(path: Path, prefix: str = "sim") -> list[tuple[str, str]]:
     """(name, token) per board from a fleet file: `TOKEN` or `NAME,TOKEN` lines."""
     boards = []
     for number, raw in enumerate(path.read_text().splitlines(), 1):
@@ -42,7 +57,7 @@ def read_tokens(path: Path) -> list[tuple[str, str]]:
         if not line or line.startswith("#"):
             continue
         name, _, token = line.rpartition(",")
-        name, token = name.strip() or f"sim-{len(boards) + 1}", token.strip()
+        name, token = name.strip() or f"{prefix}-{len(boards) + 1}", token.strip()
         if not token:
             raise SystemExit(f"{path}:{number}: no token")
         boards.append((name, token))
@@ -102,7 +117,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     tokens = p.add_mutually_exclusive_group(required=True)
     tokens.add_argument("--token", help="access token of the one board")
     tokens.add_argument("--tokens", type=Path, metavar="FILE", help="fleet file: one `TOKEN` or `NAME,TOKEN` a line")
-    p.add_argument("--count", type=int, help="boards to run (default: one per token)")
+    tokens.add_argument("--create", action="store_true",
+                        help="create devices NAME-1..NAME-COUNT through the server's REST API (or reuse them)")
+    p.add_argument("--count", type=int, help="boards to run (default: one per token; 1 with --create)")
+    p.add_argument("--name", default="sim", help="board name prefix (default: %(default)s)")
+    p.add_argument("--user", default=os.environ.get("IOTLINK_USER", "tenant@thingsboard.org"),
+                   help="--create: tenant user (default: $IOTLINK_USER, else the devserver's)")
+    p.add_argument("--password", help="--create: password (default: $IOTLINK_PASSWORD, else the devserver's)")
     p.add_argument("--pins", type=parse_pins, default=parse_pins(DEFAULT_PINS),
                    help=f"allowed pins NAME=ID,... (default: {DEFAULT_PINS})")
     p.add_argument("--interval", type=int, default=5, help="seconds between telemetry sends (default: 5)")
@@ -112,10 +133,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.token:
-        boards = [("sim-1", args.token)]
+    if args.create:
+        names = [f"{args.name}-{i}" for i in range(1, (args.count or 1) + 1)]
+        password = args.password or os.environ.get("IOTLINK_PASSWORD", "tenant")
+        try:
+            boards = create_devices(args.server, args.user, password, names)
+        except RestError as exc:
+            raise SystemExit(f"--create: {exc}")
+    elif args.token:
+        boards = [(f"{args.name}-1", args.token)]
     else:
-        boards = read_tokens(args.tokens)
+        boards = read_tokens(args.tokens, args.name)
     count = len(boards) if args.count is None else args.count
     if not 1 <= count <= len(boards):
         raise SystemExit(f"--count {count}: there are tokens for {len(boards)} board(s)")
