@@ -1,0 +1,18 @@
+# Runs before main.py: bring Wi-Fi up from config.json in bounded time (two attempts of 10 s at
+# most). Never blocks for longer, never raises: without config or Wi-Fi, main.py reports the
+# problem and keeps retrying.
+
+
+def _wifi_up():
+    try:
+        from iotlink import config, net
+
+        wifi = config.load().get("wifi")
+        if wifi:
+            print("boot: wifi up, %s" % net.up(wifi, attempts=2, timeout_ms=10000))
+    except Exception as e:  # boot.py must end; main.py says what is wrong and retries
+        print("boot: %s" % e)
+
+
+_wifi_up()
+del _wifi_up

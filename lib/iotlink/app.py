@@ -1,0 +1,414 @@
+# The device loop (DESIGN section 5): config, Wi-Fi, token, then for months: telemetry every
+# interval, RPC long-polls in between, shared attributes read every few cycles.
+#
+# One thread, one supervisor: every piece of server work runs from App.step(), and any failure
+# ends in App.recover(), the one place that decides what happens next (queue the telemetry,
+# back off with jitter, or wait long after the server refused the device). Telemetry collection
+# never waits for the server: records that cannot go now are queued on flash (store.py) and
+# sent in batches, oldest first, once the server answers again.
+#
+# Integrations hook in without touching the loop:
+#   app.rpc.register("reboot", fn)            more RPC methods
+#   app.follow(["fw_title", ...], handler)    handler(shared_attributes_dict) every read
+#   app.start_tasks.append(fn)                run once the server is reachable (retried)
+import gc
+import json
+import random
+import sys
+import time
+
+import machine
+
+from iotlink import __version__, clock, config, net
+from iotlink.errors import HTTPError, IotlinkError, ProvisionError
+from iotlink.rpc import Dispatcher
+from iotlink.store import Store
+from iotlink.thingsboard import MAX_POLL_MS, ThingsBoard
+
+CONFIG_RETRY_S = 10  # a missing or broken config.json is read again this often
+REFUSED_RETRY_S = 300  # after 401/403 or refused provisioning: ask again this rarely
+HTTP_TIMEOUT_S = 10
+ATTRIBUTES_EVERY_MS = 60000  # at most; sooner (3 cycles) with a short interval
+ATTRIBUTE_CYCLES = 3
+MIN_POLL_MS = 50  # less time than this until the next job: sleep instead of polling
+CLOCK_SYNC_MS = 24 * 3600 * 1000  # set the clock again this often (drift)
+CLOCK_RETRY_MS = 600 * 1000
+BATCH_RECORDS = 50
+BATCH_BYTES = 4096
+# 4xx that say "this request is wrong", not "try later": a batch that gets one is dropped.
+_REFUSED = (401, 403)
+_RETRY = (408, 429)
+
+
+class Watchdog:
+    # machine.WDT when the config sets wdt_ms; feed() is a no-op otherwise.
+    def __init__(self):
+        self._wdt = None
+
+    def start(self, timeout_ms):
+        if timeout_ms and self._wdt is None:
+            self._wdt = machine.WDT(timeout=timeout_ms)
+            print("watchdog: %d ms" % timeout_ms)
+
+    def feed(self):
+        if self._wdt is not None:
+            self._wdt.feed()
+
+
+def wait_for_config(path, wdt):
+    # The checked config; while it is missing or broken, say why once and look again later.
+    said = None
+    while True:
+        try:
+            return config.load(path)
+        except config.ConfigError as e:
+            if str(e) != said:
+                said = str(e)
+                print("config: %s; waiting for a fixed config (checked every %d s)" % (e, CONFIG_RETRY_S))
+        try:
+            raw = config.read(path)  # a broken file may still enable the watchdog
+            wdt_ms = raw.get("wdt_ms") if isinstance(raw, dict) else None
+            if isinstance(wdt_ms, int) and not isinstance(wdt_ms, bool) and wdt_ms >= 1000:
+                wdt.start(wdt_ms)
+        except config.ConfigError:
+            pass
+        net.pause(CONFIG_RETRY_S * 1000, wdt.feed)
+
+
+def make_client(cfg, timeout):
+    # The one place that creates the platform client.
+    if cfg["platform"] != "thingsboard":
+        raise config.ConfigError("platform '%s' is not run by this firmware's loop yet" % cfg["platform"])
+    return ThingsBoard(cfg["server"], cfg["token"], timeout=timeout)
+
+
+def load_sensors():
+    # The optional user module sensors.py: (module, None), (None, None) or (None, error).
+    try:
+        import sensors
+    except ImportError as e:
+        if "sensors" in str(e):
+            return None, None
+        return None, "sensors.py: %s" % e
+    except Exception as e:  # a syntax error or a failing import inside sensors.py
+        return None, "sensors.py: %s: %s" % (type(e).__name__, e)
+    if not callable(getattr(sensors, "read", None)):
+        return None, "sensors.py has no read()"
+    return sensors, None
+
+
+def _ms(seconds):
+    return int(seconds * 1000)
+
+
+def _positive(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def _plain(value, depth=0):
+    # A value the server can store. MicroPython's json.dumps writes nan, inf and unknown objects
+    # as text that is not JSON, which would make the server refuse the whole request.
+    if value is None or isinstance(value, (bool, int, str)):
+        return True
+    if isinstance(value, float):
+        return value - value == 0  # false for nan and inf
+    if depth < 3 and isinstance(value, list):
+        return all(_plain(v, depth + 1) for v in value)
+    if depth < 3 and isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(value[k], depth + 1) for k in value)
+    return False
+
+
+def describe(e):
+    if isinstance(e, HTTPError):
+        return "HTTP %d %s" % (e.status, e.message)
+    return "%s %s" % (type(e).__name__, e)
+
+
+class App:
+    def __init__(self, cfg, wdt, path=config.PATH):
+        self.cfg = cfg
+        self.wdt = wdt
+        self.path = path
+        self.interval_ms = _ms(cfg["interval_s"])
+        self.backoff_max_ms = _ms(cfg["backoff_max_s"])
+        wdt_ms = cfg.get("wdt_ms")
+        # A blocking call cannot feed the watchdog: requests and polls must end well before it.
+        self.timeout_s = min(HTTP_TIMEOUT_S, wdt_ms // 2000) if wdt_ms else HTTP_TIMEOUT_S
+        self.poll_max_ms = min(MAX_POLL_MS, wdt_ms // 2) if wdt_ms else MAX_POLL_MS
+        self.rpc = Dispatcher(cfg["pins"])
+        self.store = Store(max_bytes=cfg["queue_kb"] * 1024)
+        self.sensors, self.sensor_error = load_sensors()
+        self.shared_keys = ["interval_s"]
+        self.attribute_handlers = [self.apply_shared]
+        self.start_tasks = [self.announce]
+        self.client = None
+        self.outbox = None  # the latest record, sent live when nothing is queued before it
+        self.last_rpc = None  # (request, reply): ThingsBoard delivers an unanswered RPC again
+        self.failures = 0
+        self.retry_at = None  # ticks before which the server is left alone
+        now = time.ticks_ms()
+        self.up_ms = 0
+        self.up_ticks = now
+        self.last_send = now
+        self.next_send = now
+        self.next_attributes = now
+        self.next_clock = now
+
+    # ---- extension points ------------------------------------------------------------
+    def follow(self, keys, handler):
+        # Read these shared attributes with the others and pass them all to handler(dict).
+        for key in keys:
+            if key not in self.shared_keys:
+                self.shared_keys.append(key)
+        self.attribute_handlers.append(handler)
+
+    # ---- start-up --------------------------------------------------------------------
+    def start(self):
+        # Wi-Fi, the clock and a token (provisioning once if needed); retried until done.
+        while self.client is None:
+            self.wdt.feed()
+            try:
+                self.ensure_wifi()
+                if not self.cfg.get("token"):
+                    self.provision()
+                self.client = make_client(self.cfg, self.timeout_s)
+                self.sync_clock()
+            except Exception as e:
+                self.recover(e)
+                net.pause(time.ticks_diff(self.retry_at, time.ticks_ms()), self.wdt.feed)
+        self.healthy()
+        print("server: %s, %d pins, every %s s" % (self.cfg["server"], len(self.cfg["pins"]), self.cfg["interval_s"]))
+
+    def ensure_wifi(self):
+        wifi = self.cfg.get("wifi")
+        if wifi and not net.isconnected():
+            print("wifi: connecting to '%s'" % wifi["ssid"])
+            print("wifi: up, %s" % net.connect(wifi, idle=self.wdt.feed))
+
+    def sync_clock(self):
+        # Client timestamps need a clock a server has set (NTP, else the server's Date header);
+        # until then telemetry goes without `ts` and the server stamps it. Again once a day.
+        ok = clock.sync(self.cfg["server"], timeout=self.timeout_s)
+        print("clock: %s" % ("set" if ok else "not set, the server stamps telemetry"))
+        self.next_clock = time.ticks_add(time.ticks_ms(), CLOCK_SYNC_MS if ok else CLOCK_RETRY_MS)
+
+    def provision(self):
+        prov = self.cfg.get("provision")
+        name = prov.get("device_name")
+        print("provision: asking the server for a token%s" % (" as '%s'" % name if name else ""))
+        token = ThingsBoard.provision(
+            self.cfg["server"], name, prov["key"], prov["secret"], timeout=self.timeout_s
+        )
+        self.cfg["token"] = token
+        # At once: the server provisions a name only once, so a lost token is lost for good.
+        try:
+            config.save_token(token, self.path)
+            print("provision: token saved to %s" % self.path)
+        except (OSError, config.ConfigError) as e:
+            print("provision: token NOT saved (%s); it lasts until the next reset" % e)
+
+    def announce(self):
+        self.client.send_attributes({"gpio_pins": self.rpc.names(), "iotlink_version": __version__})
+
+    # ---- the loop --------------------------------------------------------------------
+    def run(self):
+        while True:
+            self.wdt.feed()
+            now = time.ticks_ms()
+            if time.ticks_diff(now, self.next_send) >= 0:
+                self.collect(now)
+            elif self.retry_at is not None and time.ticks_diff(self.retry_at, now) > 0:
+                until = self.next_send
+                if time.ticks_diff(self.retry_at, until) < 0:
+                    until = self.retry_at
+                net.pause(time.ticks_diff(until, now), self.wdt.feed)
+            else:
+                try:
+                    self.step()
+                except Exception as e:
+                    self.recover(e)
+                else:
+                    self.healthy()
+                    if time.ticks_diff(time.ticks_ms(), self.next_clock) >= 0:
+                        self.sync_clock()  # the server just answered: a good moment
+
+    def step(self):
+        # One piece of server work, most urgent first.
+        self.ensure_wifi()
+        if self.start_tasks:
+            self.start_tasks[0]()
+            self.start_tasks.pop(0)
+        elif self.outbox is not None:
+            self.client.send_telemetry(self.outbox)
+            self.outbox = None
+        elif time.ticks_diff(time.ticks_ms(), self.next_attributes) >= 0:
+            self.read_attributes()
+        elif self.store.pending:
+            self.flush()
+        else:
+            self.poll_rpc()
+
+    def healthy(self):
+        if self.retry_at is not None:
+            print("server: reachable again")
+        self.failures = 0
+        self.retry_at = None
+
+    def recover(self, e):
+        # The one place that decides what a failure means and when to try again.
+        if self.outbox is not None:
+            self.queue(self.outbox)
+            self.outbox = None
+        if isinstance(e, MemoryError):
+            gc.collect()
+        if (isinstance(e, HTTPError) and e.status in _REFUSED) or isinstance(
+            e, (ProvisionError, config.ConfigError)
+        ):
+            delay = REFUSED_RETRY_S * 1000
+            what = "refused: %s; fix config.json (token, provision) or the server" % describe(e)
+        else:
+            if not isinstance(e, (IotlinkError, OSError)):
+                sys.print_exception(e)  # a bug, not the network: show where
+            self.failures += 1
+            ceiling = min(1000 << min(self.failures - 1, 16), self.backoff_max_ms)
+            delay = ceiling // 2 + random.getrandbits(16) % (ceiling // 2 + 1)  # jitter
+            what = describe(e)
+        self.retry_at = time.ticks_add(time.ticks_ms(), delay)
+        where = "wifi" if isinstance(e, net.WifiError) else "server"
+        print("%s: %s; next try in %d s, %d queued" % (where, what, (delay + 500) // 1000, self.store.pending))
+
+    # ---- telemetry -------------------------------------------------------------------
+    def uptime_s(self):
+        # ticks wrap after days: add up the differences instead.
+        now = time.ticks_ms()
+        self.up_ms += time.ticks_diff(now, self.up_ticks)
+        self.up_ticks = now
+        return self.up_ms // 1000
+
+    def values(self):
+        values = {}
+        error = self.sensor_error
+        if self.sensors is not None:
+            try:
+                read = self.sensors.read()
+                if not isinstance(read, dict):
+                    raise TypeError("read() returned %s, not a dict" % type(read).__name__)
+                for key in read:
+                    if isinstance(key, str) and key and _plain(read[key]):
+                        values[key] = read[key]
+                    else:
+                        error = "read() returned %r: not a name and a JSON value" % (key,)
+            except Exception as e:  # the user's code: report it, never stop the board
+                error = "%s: %s" % (type(e).__name__, e)
+        if error:
+            values["sensor_error"] = error[:120]
+        gc.collect()
+        values["uptime_s"] = self.uptime_s()
+        values["mem_free"] = gc.mem_free()
+        if self.store.dropped:
+            values["dropped"] = self.store.dropped
+        return values
+
+    def collect(self, now):
+        # Time for telemetry: read it now, whatever the server's state.
+        values = self.values()
+        ts = clock.now_ms()
+        record = values if ts is None else {"ts": ts, "values": values}
+        if self.outbox is not None:  # the previous one never left
+            self.queue(self.outbox)
+            self.outbox = None
+        if self.store.pending or self.retry_at is not None:
+            self.queue(record)
+        else:
+            self.outbox = record
+        self.last_send = now
+        self.next_send = time.ticks_add(self.next_send, self.interval_ms)
+        if time.ticks_diff(self.next_send, now) <= 0:  # fell behind: no burst to catch up
+            self.next_send = time.ticks_add(now, self.interval_ms)
+
+    def queue(self, record):
+        try:
+            self.store.append(record)
+        except (OSError, ValueError) as e:
+            self.store.dropped += 1
+            print("queue: record lost (%s)" % e)
+
+    def flush(self):
+        records, cursor = self.store.batch(BATCH_RECORDS, BATCH_BYTES)
+        try:
+            self.client.send_telemetry(records)
+        except HTTPError as e:
+            if e.status < 400 or e.status >= 500 or e.status in _REFUSED + _RETRY:
+                raise
+            # The server will never take this batch (400, 413...): don't let it block the rest.
+            self.store.dropped += len(records)
+            print("queue: server refused %d records (HTTP %d): dropped" % (len(records), e.status))
+        self.store.commit(cursor)
+        print("queue: sent %d, %d left" % (len(records), self.store.pending))
+
+    # ---- shared attributes -----------------------------------------------------------
+    def read_attributes(self):
+        every = min(ATTRIBUTES_EVERY_MS, ATTRIBUTE_CYCLES * self.interval_ms)
+        self.next_attributes = time.ticks_add(time.ticks_ms(), every)
+        shared = self.client.request_attributes(shared_keys=self.shared_keys)["shared"]
+        for handler in self.attribute_handlers:
+            try:
+                handler(shared)
+            except (IotlinkError, OSError):
+                raise  # the network: recover() handles it
+            except Exception as e:
+                print("attributes: handler failed")
+                sys.print_exception(e)
+
+    def apply_shared(self, shared):
+        # interval_s as a shared attribute overrides config.json; deleting it restores that.
+        value = shared.get("interval_s", self.cfg["interval_s"])
+        if not _positive(value):
+            print("attributes: interval_s ignored (not a positive number)")
+            return
+        if _ms(value) != self.interval_ms:
+            self.interval_ms = _ms(value)
+            self.next_send = time.ticks_add(self.last_send, self.interval_ms)
+            print("interval: %s s" % value)
+
+    # ---- RPC -------------------------------------------------------------------------
+    def poll_rpc(self):
+        now = time.ticks_ms()
+        wait = min(
+            time.ticks_diff(self.next_send, now),
+            time.ticks_diff(self.next_attributes, now),
+            self.poll_max_ms,
+        )
+        if wait < MIN_POLL_MS:
+            net.pause(max(wait, 0), self.wdt.feed)
+            return
+        request = self.client.wait_rpc(wait)
+        if request is not None:
+            self.answer(request)
+
+    def answer(self, request):
+        try:
+            rpc_id = int(request["id"])
+        except (TypeError, ValueError):
+            print("rpc: request without a usable id ignored")
+            return
+        if self.last_rpc is not None and self.last_rpc[0] == request:
+            reply = self.last_rpc[1]  # delivered again: our reply was lost, don't run it twice
+            print("rpc %d: delivered again, same reply" % rpc_id)
+        else:
+            reply = self.rpc.handle(request["method"], request.get("params"))
+            self.last_rpc = (request, reply)
+            failed = isinstance(reply, dict) and "error" in reply
+            print("rpc %d %s -> %s" % (rpc_id, request["method"], "error" if failed else "ok"))
+        self.client.reply_rpc(rpc_id, reply)
+
+
+def run(path=config.PATH):
+    print("iotlink %s" % __version__)
+    wdt = Watchdog()
+    cfg = wait_for_config(path, wdt)
+    wdt.start(cfg.get("wdt_ms"))
+    app = App(cfg, wdt, path)
+    app.start()
+    app.run()

@@ -1,0 +1,182 @@
+# A bounded queue on flash for telemetry that could not be sent, read back oldest first.
+#
+# Records go to numbered segment files (root/00000001, 00000002, ...) that are only ever
+# appended to, then deleted whole once sent: no file is rewritten per record. Each record is
+# framed as magic byte, length, CRC32, JSON payload, so a record torn by a power cut is
+# recognised and lost alone: reading stops at it, and appending resumes in a new segment. A
+# small `head` file (replaced atomically) says where the unsent records start and how many were
+# dropped; it is written only when a batch was acknowledged or a segment evicted. When the queue
+# is full the oldest segment goes and its records are counted in `dropped`. RAM use is one batch.
+import binascii
+import json
+import os
+import struct
+
+from iotlink.config import write_atomic
+
+FRAME = "<BHI"  # magic, payload length, CRC32 of the payload
+HEADER = struct.calcsize(FRAME)
+MAGIC = 0xA5
+
+
+class Store:
+    def __init__(self, root="queue", max_bytes=65536, segment_bytes=4096):
+        self.root = root
+        self.segment_bytes = segment_bytes
+        self.max_segments = max(2, max_bytes // segment_bytes)
+        self.max_record = segment_bytes - HEADER
+        try:
+            os.mkdir(root)
+        except OSError:
+            pass  # already there
+        segments = self._segments()
+        self.head_seg, self.head_off, self.dropped = self._load_head(segments[0] if segments else 1)
+        for n in segments:
+            if n < self.head_seg:  # sent, but the board stopped before deleting it
+                self._remove(n)
+        self.pending = 0
+        end = self.head_off
+        for n in segments:
+            if n >= self.head_seg:
+                count, end = self._scan(n, self.head_off if n == self.head_seg else 0)
+                self.pending += count
+        self.write_seg = max(segments[-1] if segments else 0, self.head_seg)
+        self.write_size = self._size(self.write_seg)
+        if end != self.write_size:  # a torn record ends the last segment: never append after it
+            self._next_segment()
+
+    # ---- files -------------------------------------------------------------------------
+    def _path(self, n):
+        return "%s/%08d" % (self.root, n)
+
+    def _segments(self):
+        return sorted(int(name) for name in os.listdir(self.root) if name.isdigit())
+
+    def _size(self, n):
+        try:
+            return os.stat(self._path(n))[6]
+        except OSError:
+            return 0
+
+    def _remove(self, n):
+        try:
+            os.remove(self._path(n))
+        except OSError:
+            pass  # never written, or already gone
+
+    def _load_head(self, first):
+        try:
+            with open(self.root + "/head") as f:
+                head = json.loads(f.read())
+            return int(head["seg"]), int(head["off"]), int(head["dropped"])
+        except (OSError, ValueError, KeyError, TypeError):
+            # No head yet (or unreadable): start at the oldest segment. At worst records that were
+            # sent go again, with their own ts, which the server stores once.
+            return first, 0, 0
+
+    def _save_head(self):
+        head = {"seg": self.head_seg, "off": self.head_off, "dropped": self.dropped}
+        write_atomic(self.root + "/head", json.dumps(head).encode())
+
+    def _read_frame(self, f):
+        # The next record's payload, or None at the end of the segment or at a torn record.
+        header = f.read(HEADER)
+        if len(header) < HEADER:
+            return None
+        magic, length, crc = struct.unpack(FRAME, header)
+        if magic != MAGIC or length > self.max_record:
+            return None
+        data = f.read(length)
+        if len(data) < length or binascii.crc32(data) != crc:
+            return None
+        return data
+
+    def _scan(self, n, off):
+        # (whole records from off, offset after the last of them) in segment n.
+        count = 0
+        try:
+            with open(self._path(n), "rb") as f:
+                f.seek(off)
+                while self._read_frame(f) is not None:
+                    count += 1
+                    off = f.tell()
+        except OSError:
+            pass
+        return count, off
+
+    def _next_segment(self):
+        self.write_seg += 1
+        self.write_size = 0
+        # Full: the oldest segment goes, with what was still unsent in it.
+        while self.write_seg - self.head_seg + 1 > self.max_segments:
+            count, _ = self._scan(self.head_seg, self.head_off)
+            self.dropped += count
+            self.pending -= count
+            self._remove(self.head_seg)
+            self.head_seg += 1
+            self.head_off = 0
+            self._save_head()
+
+    # ---- the queue -----------------------------------------------------------------------
+    def append(self, record):
+        # Queue one record (a dict, e.g. {"ts": ms, "values": {...}}).
+        data = json.dumps(record).encode()
+        if len(data) > self.max_record:
+            raise ValueError("record of %d bytes exceeds %d" % (len(data), self.max_record))
+        frame = struct.pack(FRAME, MAGIC, len(data), binascii.crc32(data)) + data
+        if self.write_size + len(frame) > self.segment_bytes:
+            self._next_segment()
+        try:
+            with open(self._path(self.write_seg), "ab") as f:
+                f.write(frame)
+        except OSError:
+            self._next_segment()  # part of the frame may be there: continue in a new segment
+            raise
+        self.write_size += len(frame)
+        self.pending += 1
+
+    def batch(self, max_records=50, max_bytes=4096):
+        # The oldest unsent records (at most max_records, about max_bytes of JSON) and a cursor
+        # for commit(). Nothing is removed until commit(cursor), after the server took them.
+        records = []
+        size = 0
+        seg, off = self.head_seg, self.head_off
+        while len(records) < max_records:
+            full = False
+            try:
+                with open(self._path(seg), "rb") as f:
+                    f.seek(off)
+                    while len(records) < max_records:
+                        data = self._read_frame(f)
+                        if data is None:
+                            break
+                        if records and size + len(data) > max_bytes:
+                            full = True
+                            break
+                        records.append(json.loads(data))
+                        size += len(data)
+                        off = f.tell()
+            except OSError:
+                pass  # a segment that was never written
+            if full or len(records) >= max_records or seg >= self.write_seg:
+                break
+            seg += 1
+            off = 0
+        return records, (seg, off, len(records))
+
+    def commit(self, cursor):
+        # The records of that batch were delivered: forget them, delete finished segments.
+        seg, off, count = cursor
+        if not count or (seg, off) < (self.head_seg, self.head_off):
+            return
+        first = self.head_seg
+        self.head_seg, self.head_off = seg, off
+        self.pending -= count
+        if not self.pending and seg == self.write_seg and off >= self.write_size:
+            # Drained: the next record starts a fresh segment.
+            self.write_seg += 1
+            self.write_size = 0
+            self.head_seg, self.head_off = self.write_seg, 0
+        self._save_head()
+        for n in range(first, self.head_seg):
+            self._remove(n)
