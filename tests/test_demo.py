@@ -13,11 +13,6 @@ from pathlib import Path
 import pytest
 from test_sim import IOTLINK, alive, children, wait_until
 
-from iotlink_tools import REPO
-
-pytestmark = pytest.mark.skipif(not (REPO / "lib" / "iotlink" / "app.py").exists(),
-                                reason="the device loop (lib/iotlink/app.py) has not landed yet")
-
 
 def test_demo_shows_telemetry_and_stops_cleanly_on_ctrl_c(tmp_path):
     demo = subprocess.Popen([IOTLINK, "demo", "--port", "0", "--interval", "1", "--dir", str(tmp_path)],

@@ -7,7 +7,6 @@ import os
 import shutil
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from test_sim import wait_until
@@ -20,37 +19,12 @@ PINS = {"23": 23, "led": "LED"}
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
-# Until the device loop (lib/iotlink/app.py) lands, boards run this stand-in main.py: the real
-# ThingsBoard client, doing what DESIGN section 5 asks of main.py in the simplest way.
-STANDIN_MAIN = """
-import json, os
-from iotlink.thingsboard import ThingsBoard
-cfg = json.load(open("config.json"))
-tb = ThingsBoard(cfg["server"], cfg["token"], timeout=5)
-tb.send_attributes({"gpio_pins": list(cfg["pins"])})
-uptime = 0
-while True:
-    tb.send_telemetry({"uptime_s": uptime, "mem_free": 4242})
-    uptime += cfg["interval_s"]
-    rpc = tb.wait_rpc(timeout_ms=cfg["interval_s"] * 1000)
-    if rpc:
-        p = rpc["params"]
-        with open(os.getenv("IOTLINK_PIN_LOG"), "a") as f:
-            f.write(json.dumps({"pin": cfg["pins"][p["pin"]], "value": p["value"]}) + "\\n")
-        tb.reply_rpc(rpc["id"], {"pin": p["pin"], "value": p["value"]})
-"""
-
-
-def start_board(server, folder: Path, token: str = "TEST_TOKEN") -> Board:
-    flash = prepare_flash(folder, board_config(server.url, token, PINS, 1))
-    if not (REPO / "lib" / "iotlink" / "app.py").exists():
-        (flash / "main.py").write_text(STANDIN_MAIN)
-    return Board(flash).start()
-
 
 @pytest.fixture
 def board(server, device, tmp_path):
-    board = start_board(server, tmp_path / "board")
+    """A virtual board running the real firmware, sending telemetry every second."""
+    flash = prepare_flash(tmp_path / "board", board_config(server.url, device["token"], PINS, 1))
+    board = Board(flash).start()
     yield board
     board.stop()
 
