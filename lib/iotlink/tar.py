@@ -1,0 +1,196 @@
+# Streaming reader for the tar archives `tar -cf app.tar main.py lib/` makes (ustar, GNU long
+# names, pax paths). Fed the archive in slices of any size, in order, it writes the regular
+# files and directories under a destination folder and nothing anywhere else: absolute paths,
+# "..", links and devices are refused. RAM: one 512-byte header block, whatever the archive.
+import os
+
+BLOCK = 512
+MAX_META = 1024  # a long name or pax header larger than this is not from an app bundle
+_ZERO = bytes(BLOCK)
+_FILE_TYPES = (b"0", b"\0", b"7")
+
+
+class TarError(ValueError):
+    pass
+
+
+def member_path(name):
+    # "./lib/x.py" -> "lib/x.py"; refuses anything that could land outside the destination.
+    if name.startswith("/") or "\\" in name or ":" in name:
+        raise TarError("unsafe path in package: %s" % name)
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise TarError("unsafe path in package: %s" % name)
+    return "/".join(parts)
+
+
+def _octal(field):
+    if field[0] & 0x80:
+        raise TarError("member too large")
+    digits = bytes(field).strip(b" \0")
+    try:
+        return int(digits, 8) if digits else 0
+    except ValueError:
+        raise TarError("bad number in tar header")
+
+
+def _text(field):
+    end = field.find(b"\0")
+    try:
+        return str(field if end < 0 else field[:end], "utf-8")
+    except UnicodeError:
+        raise TarError("member name is not UTF-8")
+
+
+class Unpacker:
+    def __init__(self, dest, reserved=()):
+        # dest: "" or a folder path ending in "/"; reserved: top-level names never written.
+        self.dest = dest
+        self.reserved = reserved
+        self.top = []  # top-level names in the archive, in order
+        self.ended = False  # both end-of-archive zero blocks seen
+        self._head = bytearray(BLOCK)
+        self._fill = 0  # bytes of the current header block received so far
+        self._left = 0  # data bytes of the current member still to come
+        self._pad = 0  # padding after them, to the next 512-byte boundary
+        self._file = None  # open file the member's data goes to
+        self._meta = None  # bytearray collecting a long name or a pax header
+        self._meta_type = None
+        self._next_path = None  # path given by a long-name/pax member for the next header
+        self._zeros = 0
+        self._last_dir = None
+
+    def write(self, data):
+        mv = memoryview(data)
+        n = len(mv)
+        i = 0
+        while i < n and not self.ended:
+            if self._left:
+                take = min(self._left, n - i)
+                if self._file:
+                    self._file.write(mv[i : i + take])
+                elif self._meta is not None:
+                    self._meta.extend(mv[i : i + take])
+                i += take
+                self._left -= take
+                if not self._left:
+                    self._end_member()
+            elif self._pad:
+                take = min(self._pad, n - i)
+                i += take
+                self._pad -= take
+            else:
+                take = min(BLOCK - self._fill, n - i)
+                self._head[self._fill : self._fill + take] = mv[i : i + take]
+                self._fill += take
+                i += take
+                if self._fill == BLOCK:
+                    self._fill = 0
+                    self._header()
+
+    def close(self):
+        # The archive must have ended cleanly: anything else is a truncated or corrupt package.
+        self.abort()
+        if not self.ended:
+            raise TarError("package truncated: no end-of-archive marker")
+        if not self.top:
+            raise TarError("package holds no files")
+
+    def abort(self):
+        if self._file:
+            self._file.close()
+            self._file = None
+
+    def _header(self):
+        h = self._head
+        if h == _ZERO:
+            self._zeros += 1
+            self.ended = self._zeros == 2
+            return
+        if self._zeros:
+            raise TarError("corrupt archive: lone zero block")
+        stored = _octal(h[148:156])
+        if sum(h) - sum(h[148:156]) + 8 * 32 != stored:
+            raise TarError("corrupt archive: header checksum")
+        size = _octal(h[124:136])
+        kind = bytes(h[156:157])
+        name = _text(h[0:100])
+        if h[257:262] == b"ustar":
+            prefix = _text(h[345:500])
+            if prefix:
+                name = prefix + "/" + name
+        if self._next_path is not None and kind not in (b"L", b"x"):
+            name = self._next_path
+            self._next_path = None
+        self._left = size
+        self._pad = -size % BLOCK
+        if kind in (b"L", b"x"):
+            if size > MAX_META:
+                raise TarError("tar metadata too large")
+            self._meta = bytearray()
+            self._meta_type = kind
+        elif kind == b"g":
+            pass  # global pax header: its data is skipped
+        elif kind in _FILE_TYPES:
+            path = self._claim(name)
+            slash = path.rfind("/")
+            if slash > 0:
+                self._makedirs(path[:slash])
+            self._file = open(self.dest + path, "wb")
+        elif kind == b"5":
+            self._makedirs(self._claim(name))
+        else:
+            raise TarError("unsupported member %s (type %r)" % (name, kind))
+        if not size:
+            self._end_member()
+
+    def _end_member(self):
+        if self._file:
+            self._file.close()
+            self._file = None
+        elif self._meta is not None:
+            self._next_path = self._meta_path()
+            self._meta = None
+
+    def _meta_path(self):
+        meta = bytes(self._meta)
+        if self._meta_type == b"L":
+            return _text(meta)
+        # pax records: "<length> <key>=<value>\n"
+        i = 0
+        path = None
+        while i < len(meta):
+            space = meta.find(b" ", i)
+            try:
+                length = int(meta[i:space]) if space > i else 0
+            except ValueError:
+                length = 0
+            if length <= space - i + 1:
+                raise TarError("corrupt pax header")
+            key, _, value = meta[space + 1 : i + length - 1].partition(b"=")
+            if key == b"path":
+                path = _text(value)
+            i += length
+        return path
+
+    def _claim(self, name):
+        path = member_path(name)
+        top = path.split("/")[0]
+        if top in self.reserved:
+            raise TarError("package may not contain %s" % top)
+        if top not in self.top:
+            self.top.append(top)
+        return path
+
+    def _makedirs(self, path):
+        if path == self._last_dir:
+            return
+        d = self.dest
+        for part in path.split("/"):
+            d += part
+            try:
+                os.mkdir(d)
+            except OSError:
+                pass  # exists; a file in the way shows when the member is opened
+            d += "/"
+        self._last_dir = path
