@@ -10,7 +10,7 @@
 # Integrations hook in without touching the loop:
 #   app.rpc.register("reboot", fn)            more RPC methods
 #   app.follow(["fw_title", ...], handler)    handler(shared_attributes_dict) every read
-#   app.start_tasks.append(fn)                run once the server is reachable (retried)
+#   app.start_tasks.append(fn)                fn() once the server is reachable (retried)
 import gc
 import json
 import random
@@ -147,6 +147,7 @@ class App:
         self.last_rpc = None  # (request, reply): ThingsBoard delivers an unanswered RPC again
         self.failures = 0
         self.retry_at = None  # ticks before which the server is left alone
+        self.boot = random.getrandbits(24)  # tells this boot's records from older ones
         now = time.ticks_ms()
         self.up_ms = 0
         self.up_ticks = now
@@ -165,36 +166,22 @@ class App:
 
     # ---- start-up --------------------------------------------------------------------
     def start(self):
-        # Wi-Fi, the clock and a token (provisioning once if needed); retried until done.
+        # The platform client; first a token from the server if config.json has none.
         while self.client is None:
             self.wdt.feed()
             try:
-                self.ensure_wifi()
                 if not self.cfg.get("token"):
+                    self.ensure_wifi()
                     self.provision()
                 self.client = make_client(self.cfg, self.timeout_s)
-                self.sync_clock()
             except Exception as e:
                 self.recover(e)
                 net.pause(time.ticks_diff(self.retry_at, time.ticks_ms()), self.wdt.feed)
         self.healthy()
         print("server: %s, %d pins, every %s s" % (self.cfg["server"], len(self.cfg["pins"]), self.cfg["interval_s"]))
 
-    def ensure_wifi(self):
-        wifi = self.cfg.get("wifi")
-        if wifi and not net.isconnected():
-            print("wifi: connecting to '%s'" % wifi["ssid"])
-            print("wifi: up, %s" % net.connect(wifi, idle=self.wdt.feed))
-
-    def sync_clock(self):
-        # Client timestamps need a clock a server has set (NTP, else the server's Date header);
-        # until then telemetry goes without `ts` and the server stamps it. Again once a day.
-        ok = clock.sync(self.cfg["server"], timeout=self.timeout_s)
-        print("clock: %s" % ("set" if ok else "not set, the server stamps telemetry"))
-        self.next_clock = time.ticks_add(time.ticks_ms(), CLOCK_SYNC_MS if ok else CLOCK_RETRY_MS)
-
     def provision(self):
-        prov = self.cfg.get("provision")
+        prov = self.cfg["provision"]
         name = prov.get("device_name")
         print("provision: asking the server for a token%s" % (" as '%s'" % name if name else ""))
         token = ThingsBoard.provision(
@@ -207,9 +194,6 @@ class App:
             print("provision: token saved to %s" % self.path)
         except (OSError, config.ConfigError) as e:
             print("provision: token NOT saved (%s); it lasts until the next reset" % e)
-
-    def announce(self):
-        self.client.send_attributes({"gpio_pins": self.rpc.names(), "iotlink_version": __version__})
 
     # ---- the loop --------------------------------------------------------------------
     def run(self):
@@ -225,29 +209,45 @@ class App:
                 net.pause(time.ticks_diff(until, now), self.wdt.feed)
             else:
                 try:
-                    self.step()
+                    answered = self.step()
                 except Exception as e:
                     self.recover(e)
                 else:
-                    self.healthy()
-                    if time.ticks_diff(time.ticks_ms(), self.next_clock) >= 0:
-                        self.sync_clock()  # the server just answered: a good moment
+                    if answered:
+                        self.healthy()
 
     def step(self):
-        # One piece of server work, most urgent first.
+        # One piece of work, most urgent first; True when the server answered.
         self.ensure_wifi()
+        if time.ticks_diff(time.ticks_ms(), self.next_clock) >= 0:
+            return self.sync_clock()
         if self.start_tasks:
             self.start_tasks[0]()
             self.start_tasks.pop(0)
         elif self.outbox is not None:
-            self.client.send_telemetry(self.outbox)
+            self.client.send_telemetry(self.stamped(self.outbox))
             self.outbox = None
         elif time.ticks_diff(time.ticks_ms(), self.next_attributes) >= 0:
             self.read_attributes()
         elif self.store.pending:
             self.flush()
         else:
-            self.poll_rpc()
+            return self.poll_rpc()
+        return True
+
+    def ensure_wifi(self):
+        wifi = self.cfg.get("wifi")
+        if wifi and not net.isconnected():
+            print("wifi: connecting to '%s'" % wifi["ssid"])
+            print("wifi: up, %s" % net.connect(wifi, idle=self.wdt.feed))
+
+    def sync_clock(self):
+        # Client timestamps need a clock a server has set (NTP, else the server's Date header).
+        # No answer is no failure to back off from: telemetry goes on, stamped by its uptime.
+        ok = clock.sync(self.cfg["server"], timeout=self.timeout_s)
+        print("clock: %s" % ("set" if ok else "not set yet"))
+        self.next_clock = time.ticks_add(time.ticks_ms(), CLOCK_SYNC_MS if ok else CLOCK_RETRY_MS)
+        return ok
 
     def healthy(self):
         if self.retry_at is not None:
@@ -279,12 +279,12 @@ class App:
         print("%s: %s; next try in %d s, %d queued" % (where, what, (delay + 500) // 1000, self.store.pending))
 
     # ---- telemetry -------------------------------------------------------------------
-    def uptime_s(self):
+    def uptime_ms(self):
         # ticks wrap after days: add up the differences instead.
         now = time.ticks_ms()
         self.up_ms += time.ticks_diff(now, self.up_ticks)
         self.up_ticks = now
-        return self.up_ms // 1000
+        return self.up_ms
 
     def values(self):
         values = {}
@@ -304,17 +304,21 @@ class App:
         if error:
             values["sensor_error"] = error[:120]
         gc.collect()
-        values["uptime_s"] = self.uptime_s()
+        values["uptime_s"] = self.uptime_ms() // 1000
         values["mem_free"] = gc.mem_free()
         if self.store.dropped:
             values["dropped"] = self.store.dropped
         return values
 
     def collect(self, now):
-        # Time for telemetry: read it now, whatever the server's state.
+        # Time for telemetry: read it now, whatever the server's state. Before the clock is set
+        # a record carries this boot's uptime instead of its time (see stamped()).
         values = self.values()
         ts = clock.now_ms()
-        record = values if ts is None else {"ts": ts, "values": values}
+        if ts is None:
+            record = {"boot": self.boot, "up": self.uptime_ms(), "values": values}
+        else:
+            record = {"ts": ts, "values": values}
         if self.outbox is not None:  # the previous one never left
             self.queue(self.outbox)
             self.outbox = None
@@ -327,6 +331,16 @@ class App:
         if time.ticks_diff(self.next_send, now) <= 0:  # fell behind: no burst to catch up
             self.next_send = time.ticks_add(now, self.interval_ms)
 
+    def stamped(self, record):
+        # The record as ThingsBoard takes it. One read before the clock was set gets its time
+        # back from the uptime, if it is from this boot; else the server stamps it on arrival.
+        if "ts" in record:
+            return record
+        now = clock.now_ms()
+        if now is None or record.get("boot") != self.boot:
+            return record["values"]
+        return {"ts": now - (self.uptime_ms() - record["up"]), "values": record["values"]}
+
     def queue(self, record):
         try:
             self.store.append(record)
@@ -337,7 +351,7 @@ class App:
     def flush(self):
         records, cursor = self.store.batch(BATCH_RECORDS, BATCH_BYTES)
         try:
-            self.client.send_telemetry(records)
+            self.client.send_telemetry([self.stamped(r) for r in records])
         except HTTPError as e:
             if e.status < 400 or e.status >= 500 or e.status in _REFUSED + _RETRY:
                 raise
@@ -347,7 +361,10 @@ class App:
         self.store.commit(cursor)
         print("queue: sent %d, %d left" % (len(records), self.store.pending))
 
-    # ---- shared attributes -----------------------------------------------------------
+    # ---- attributes ------------------------------------------------------------------
+    def announce(self):
+        self.client.send_attributes({"gpio_pins": self.rpc.names(), "iotlink_version": __version__})
+
     def read_attributes(self):
         every = min(ATTRIBUTES_EVERY_MS, ATTRIBUTE_CYCLES * self.interval_ms)
         self.next_attributes = time.ticks_add(time.ticks_ms(), every)
@@ -374,6 +391,7 @@ class App:
 
     # ---- RPC -------------------------------------------------------------------------
     def poll_rpc(self):
+        # Wait for an RPC until the next job is due; True when the server answered.
         now = time.ticks_ms()
         wait = min(
             time.ticks_diff(self.next_send, now),
@@ -382,10 +400,11 @@ class App:
         )
         if wait < MIN_POLL_MS:
             net.pause(max(wait, 0), self.wdt.feed)
-            return
+            return False
         request = self.client.wait_rpc(wait)
         if request is not None:
             self.answer(request)
+        return True
 
     def answer(self, request):
         try:

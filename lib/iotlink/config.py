@@ -36,7 +36,7 @@ def _is_number(value):
 def _text(cfg, key, where=""):
     value = cfg[key]
     if not isinstance(value, str) or not value:
-        raise ConfigError("%s'%s' must be a non-empty string (got %s)" % (where, key, _got(value)))
+        raise ConfigError("'%s%s' must be a non-empty string (got %s)" % (where, key, _got(value)))
 
 
 def _section(cfg, key, required, optional=()):

@@ -86,7 +86,7 @@ def connect(wifi, timeout_ms=CONNECT_TIMEOUT_MS, idle=None):
     while not wlan.isconnected():
         reason = _failure(wlan.status())
         if reason is None and time.ticks_diff(deadline, time.ticks_ms()) <= 0:
-            reason = "no connection after %d s" % (timeout_ms // 1000)
+            reason = "no connection after %d ms" % timeout_ms
         if reason:
             wlan.disconnect()
             raise WifiError("Wi-Fi '%s': %s" % (wifi["ssid"], reason))

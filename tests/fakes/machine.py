@@ -202,12 +202,12 @@ class ADC:
 class WDT:
     # One hardware watchdog: a second WDT() only changes the timeout. It cannot be stopped.
     def __init__(self, id=0, timeout=5000):
-        global _wdt_timeout
+        global _wdt_timeout, _wdt_deadline
         _check_wdt()
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         _wdt_timeout = timeout
-        self.feed()
+        _wdt_deadline = time.ticks_add(time.ticks_ms(), timeout)
 
     def feed(self):
         global _wdt_deadline
