@@ -2,6 +2,7 @@
 # a raw-socket client that de-chunks whatever bytes have arrived, and a splitter that cuts the
 # documents the server concatenates with no delimiter. Both keep their state between reads, so
 # a read that times out anywhere (mid chunk header, mid document) loses nothing.
+import select
 import socket
 
 from iotlink import http
@@ -80,6 +81,7 @@ class Stream:
         self.status = None
         self.headers = None
         self._broken = None  # the error a read found after documents it still returned
+        self._poll = None
 
     def open(self, headers=None):
         # Connect, send the request and read the status and headers (each step bounded by
@@ -139,15 +141,23 @@ class Stream:
             self._sock.close()
         elif self._tcp:
             self._tcp.close()
-        self._sock = self._tcp = None
+        self._sock = self._tcp = self._poll = None
 
     def _receive(self, wait_s):
-        # Whatever bytes arrive within wait_s; Timeout when none did.
-        self._tcp.settimeout(max(wait_s, 0.01))  # TLS sockets use the TCP socket's timeout
+        # Whatever bytes have arrived, waiting up to wait_s for the first; Timeout when none did.
+        # The socket is non-blocking and polled: a blocking readinto() waits for a full buffer.
+        if self._poll is None:
+            self._sock.setblocking(False)
+            self._poll = select.poll()
+            self._poll.register(self._sock, select.POLLIN)
+        if not self._poll.poll(max(int(wait_s * 1000), 1)):
+            raise Timeout("no data")
         try:
             n = self._sock.readinto(self._rx)
         except OSError as e:
             raise http.network_error(e)
+        if n is None:  # readable, but not a whole TLS record yet
+            return memoryview(self._rx)[:0]
         if not n:
             raise ProtocolError("stream truncated" if self._chunked or self._left else "stream ended")
         return memoryview(self._rx)[:n]

@@ -187,7 +187,7 @@ class TheThings:
         end = None if end is None else self._date(end)
         boundary, held = None, []  # the oldest datetime so far, and the values held with it
         while len(out) < limit:
-            want = min(limit - len(out), self.page)
+            want = min(limit - len(out) + len(held), self.page)  # room for the repeats
             query = "?limit=%d%s" % (want, start)
             if end is not None:
                 query += "&endDate=" + http.quote(end)
