@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from iotlink_tools import FAKES, LIB
+from iotlink_tools.vboard import micropython_command
 
-MICROPYTHON = shutil.which("micropython", path=os.path.dirname(sys.executable)) or shutil.which("micropython")
+MICROPYTHON = micropython_command()[0]
 # Fakes first, then the library, then the port's frozen modules (requests).
 MICROPYPATH = f"{FAKES}:{LIB}:.frozen"
 
