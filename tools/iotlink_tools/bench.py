@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -17,9 +16,8 @@ from . import LIB, REPO
 from .devserver import DevServer
 from .mpy import compile_library
 from .tlsutil import make_pki
+from .vboard import micropython_command
 
-MICROPYTHON = shutil.which("micropython", path=str(Path(__file__).resolve().parents[2] / ".venv" / "bin")) \
-    or shutil.which("micropython")
 TOKEN = "BENCH_TOKEN"
 BATCH = 50
 
@@ -132,7 +130,7 @@ print(json.dumps({"bytes": gc.mem_alloc() - before}))
 
 
 def micropython(code: str, cwd: Path, micropypath: str, heapsize: str | None = None) -> dict:
-    cmd = [MICROPYTHON] + (["-X", f"heapsize={heapsize}"] if heapsize else []) + ["-c", code]
+    cmd = micropython_command(heapsize) + ["-c", code]
     proc = subprocess.run(cmd, cwd=cwd, env={"MICROPYPATH": micropypath}, capture_output=True,
                           text=True, timeout=600)
     if proc.returncode != 0:
