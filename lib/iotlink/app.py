@@ -31,8 +31,8 @@ HTTP_TIMEOUT_S = 10
 ATTRIBUTES_EVERY_MS = 60000  # at most; sooner (3 cycles) with a short interval
 ATTRIBUTE_CYCLES = 3
 MIN_POLL_MS = 50  # less time than this until the next job: sleep instead of polling
-CLOCK_SYNC_MS = 24 * 3600 * 1000  # set the clock again this often (drift)
-CLOCK_RETRY_MS = 600 * 1000
+CLOCK_RESYNC_MS = 24 * 3600 * 1000  # set the clock again this often (drift)
+CLOCK_RETRY_MS = 600 * 1000  # not set though the server answers: try again this often
 BATCH_RECORDS = 50
 BATCH_BYTES = 4096
 # 4xx that say "this request is wrong", not "try later": a batch that gets one is dropped.
@@ -134,7 +134,7 @@ class App:
         self.backoff_max_ms = _ms(cfg["backoff_max_s"])
         wdt_ms = cfg.get("wdt_ms")
         # A blocking call cannot feed the watchdog: requests and polls must end well before it.
-        self.timeout_s = min(HTTP_TIMEOUT_S, wdt_ms // 2000) if wdt_ms else HTTP_TIMEOUT_S
+        self.timeout_s = max(1, min(HTTP_TIMEOUT_S, wdt_ms // 2000)) if wdt_ms else HTTP_TIMEOUT_S
         self.poll_max_ms = min(MAX_POLL_MS, wdt_ms // 2) if wdt_ms else MAX_POLL_MS
         self.rpc = Dispatcher(cfg["pins"])
         self.store = Store(max_bytes=cfg["queue_kb"] * 1024)
@@ -155,6 +155,7 @@ class App:
         self.next_send = now
         self.next_attributes = now
         self.next_clock = now
+        self.clock_failed = False
 
     # ---- extension points ------------------------------------------------------------
     def follow(self, keys, handler):
@@ -220,7 +221,7 @@ class App:
         # One piece of work, most urgent first; True when the server answered.
         self.ensure_wifi()
         if time.ticks_diff(time.ticks_ms(), self.next_clock) >= 0:
-            return self.sync_clock()
+            self.sync_clock()
         if self.start_tasks:
             self.start_tasks[0]()
             self.start_tasks.pop(0)
@@ -243,17 +244,22 @@ class App:
 
     def sync_clock(self):
         # Client timestamps need a clock a server has set (NTP, else the server's Date header).
-        # No answer is no failure to back off from: telemetry goes on, stamped by its uptime.
-        ok = clock.sync(self.cfg["server"], timeout=self.timeout_s)
-        print("clock: %s" % ("set" if ok else "not set yet"))
-        self.next_clock = time.ticks_add(time.ticks_ms(), CLOCK_SYNC_MS if ok else CLOCK_RETRY_MS)
-        return ok
+        # Until then records carry their uptime, and every step tries again before its own
+        # request, so the first answer after an outage sets the clock before the queue goes.
+        self.clock_failed = not clock.sync(self.cfg["server"], timeout=self.timeout_s)
+        if not self.clock_failed:
+            print("clock: set")
+            self.next_clock = time.ticks_add(time.ticks_ms(), CLOCK_RESYNC_MS)
 
     def healthy(self):
         if self.retry_at is not None:
             print("server: reachable again")
         self.failures = 0
         self.retry_at = None
+        if self.clock_failed:
+            # The server answers but the clock was not set (no NTP, no Date header): later.
+            self.clock_failed = False
+            self.next_clock = time.ticks_add(time.ticks_ms(), CLOCK_RETRY_MS)
 
     def recover(self, e):
         # The one place that decides what a failure means and when to try again.
