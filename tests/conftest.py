@@ -24,3 +24,21 @@ def mp(tmp_path):
         return run_mp(code, tmp_path, **kw)
     run.flash = tmp_path
     return run
+
+
+@pytest.fixture
+def pty_board(tmp_path):
+    """Start virtual boards on pseudo-terminals: pty_board("b1", wifi=...) -> PtyBoard, its flash
+    tmp_path/b1 (empty: a board fresh from the factory). All are powered off after the test."""
+    from iotlink_tools.ptyboard import PtyBoard
+
+    started = []
+
+    def start(name="board", **kw):
+        board = PtyBoard(tmp_path / name, **kw).start()
+        started.append(board)
+        return board
+
+    yield start
+    for board in started:
+        board.stop()

@@ -1,0 +1,232 @@
+"""A virtual board on a serial port: `micropython` on a pseudo-terminal, its own folder as flash.
+
+What the host tools see is a serial port path (/dev/pts/N) that behaves like a USB-serial board
+running MicroPython: at power-on it runs boot.py and main.py when they exist, then sits at the
+REPL; the raw REPL works (the unix port speaks it when stdin is a terminal), so mpremote drives
+it with `resume` (never a soft reset: that would end the unix process); Ctrl-C interrupts a
+running main.py; `machine.reset()` reboots it (the fake machine exits with status 75) on the same
+port, as a USB-UART bridge keeps its port across a reset; any other exit (machine.bootloader())
+powers it off and the port goes away.
+
+Two pseudo-terminals make this work: the board's (micropython's controlling terminal, so the
+line discipline turns Ctrl-C into SIGINT exactly while the unix port is not reading the REPL) and
+the host's (the path tools open), with a relay between them that also keeps a console log.
+
+  python -m iotlink_tools.ptyboard FOLDER     runs one and prints its port, until Ctrl-C
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import pty
+import select
+import signal
+import subprocess
+import termios
+import threading
+import time
+import tty
+from pathlib import Path
+
+from .vboard import REBOOT_STATUS, _die_with_host, board_env, micropython_command
+
+# Runs as `micropython -c`: boot.py, then main.py, as a board does; an exception in either is
+# printed. Then the REPL, which the unix port enters after -c when MICROPYINSPECT is set; but a
+# SystemExit (machine.reset() and the like) must end the process, so it unsets it first.
+BOOT_SEQUENCE = """\
+import os, sys
+os.putenv("MICROPYINSPECT", "1")
+try:
+    for _name in ("boot.py", "main.py"):
+        try:
+            os.stat(_name)
+        except OSError:
+            continue
+        try:
+            execfile(_name)
+        except Exception as _e:
+            sys.print_exception(_e)
+except SystemExit:
+    os.unsetenv("MICROPYINSPECT")
+    raise
+"""
+
+
+def _become_terminal_owner() -> None:
+    """In the board's process before exec: its stdin (the board pty) becomes its controlling
+    terminal, so Ctrl-C there is SIGINT; and it dies with the host. SIGINT starts ignored: the
+    unix port handles it only while it runs code, and a Ctrl-C during start-up must not kill it
+    (a board ignores one there too)."""
+    _die_with_host()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _raw(fd: int, signals: bool = False) -> None:
+    tty.setraw(fd)
+    if signals:
+        attrs = termios.tcgetattr(fd)
+        attrs[3] |= termios.ISIG
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
+class PtyBoard:
+    """One virtual board reachable at `port`. start() powers it on, stop() off."""
+
+    def __init__(self, folder: str | os.PathLike, *, wifi: str | None = None, heapsize: str | None = None,
+                 env: dict[str, str] | None = None, console_log: str | os.PathLike | None = None,
+                 pin_log: str | os.PathLike | None = None):
+        self.folder = Path(folder).resolve()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.console_log = Path(console_log or self.folder.with_name(self.folder.name + ".console.log"))
+        self.pin_log = Path(pin_log or self.folder.with_name(self.folder.name + ".pins.jsonl"))
+        self.command = micropython_command(heapsize) + ["-c", BOOT_SEQUENCE]
+        self.env = board_env(self.pin_log, wifi, env)
+        self.boots = 0
+        self.returncode: int | None = None
+        self.port: str | None = None
+        self._proc: subprocess.Popen | None = None
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # ---- lifecycle -------------------------------------------------------------------
+    def start(self) -> "PtyBoard":
+        self.console_log.write_text("")
+        self._host, self._host_side = pty.openpty()
+        _raw(self._host_side)
+        # Holding the host side open keeps the port alive while no tool has it open.
+        self.port = os.ttyname(self._host_side)
+        self._board, self._board_side = pty.openpty()
+        _raw(self._board_side, signals=True)
+        for fd in (self._host, self._board):
+            os.set_blocking(fd, False)
+        self._threads = [threading.Thread(target=self._supervise, name=f"ptyboard-{self.folder.name}", daemon=True),
+                         threading.Thread(target=self._relay_input, daemon=True)]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait until the board is off for good; its last exit status (None if still on)."""
+        if self._threads:
+            self._threads[0].join(timeout)
+        return self.returncode
+
+    @property
+    def running(self) -> bool:
+        return bool(self._threads) and self._threads[0].is_alive()
+
+    def __enter__(self) -> "PtyBoard":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def console(self) -> str:
+        """Everything the board printed since power-on (across reboots)."""
+        return self.console_log.read_text(errors="replace")
+
+    def wait_console(self, text: str, timeout: float = 10.0) -> bool:
+        """Wait until the console shows text; whether it did."""
+        deadline = time.monotonic() + timeout
+        while text not in self.console():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    # ---- threads ---------------------------------------------------------------------
+    def _supervise(self) -> None:
+        """Start micropython, and again after each reboot; relay its output to the port."""
+        with open(self.console_log, "ab") as log:
+            try:
+                while not self._stopping.is_set():
+                    self.boots += 1
+                    # Started from this thread, which lives as long as the board: PDEATHSIG
+                    # follows the thread that started the process.
+                    self._proc = subprocess.Popen(
+                        self.command, cwd=self.folder, env=self.env, stdin=self._board_side,
+                        stdout=self._board_side, stderr=self._board_side, start_new_session=True,
+                        preexec_fn=_become_terminal_owner)
+                    while self._proc.poll() is None:
+                        self._relay_output(log)
+                    self._relay_output(log)  # what it printed last
+                    status = self._proc.returncode
+                    if status != REBOOT_STATUS or self._stopping.is_set():
+                        self.returncode = status
+                        log.write(f"\n## exited with status {status}\n".encode())
+                        return
+                    log.write(b"\n## reboot\n")
+            finally:
+                self._stopping.set()
+                self._threads[1].join()  # no relay may touch a descriptor once it is closed
+                for fd in (self._board_side, self._board, self._host_side, self._host):
+                    os.close(fd)
+
+    def _relay_output(self, log) -> None:
+        if not select.select([self._board], [], [], 0.1)[0]:
+            return
+        try:
+            data = os.read(self._board, 4096)
+        except (BlockingIOError, OSError):
+            return
+        log.write(data.replace(b"\r\n", b"\n"))
+        log.flush()
+        _send(self._host, data)
+
+    def _relay_input(self) -> None:
+        """What a tool writes to the port goes to the board's terminal (Ctrl-C becomes SIGINT)."""
+        while not self._stopping.is_set():
+            if select.select([self._host], [], [], 0.1)[0]:
+                try:
+                    data = os.read(self._host, 4096)
+                except (BlockingIOError, OSError):
+                    continue
+                _send(self._board, data)
+
+
+def _send(fd: int, data: bytes, patience_s: float = 1.0) -> None:
+    """Write data to a pty unless its reader stays away for patience_s: then the rest is lost,
+    as a serial line loses what nobody reads."""
+    deadline = time.monotonic() + patience_s
+    while data and time.monotonic() < deadline:
+        if select.select([], [fd], [], 0.1)[1]:
+            try:
+                data = data[os.write(fd, data):]
+            except BlockingIOError:
+                continue
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m iotlink_tools.ptyboard", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path, help="the board's flash (created if missing)")
+    parser.add_argument("--wifi", help="script for the fake Wi-Fi (tests/fakes/network.py), e.g. never")
+    args = parser.parse_args(argv)
+    board = PtyBoard(args.folder, wifi=args.wifi).start()
+    print(f"virtual board on {board.port} (flash {board.folder}); Ctrl-C powers it off", flush=True)
+    try:
+        board.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        board.stop()
+    return board.returncode or 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
