@@ -140,7 +140,7 @@ out(tt.read("never-written"))
     assert "endDate" not in pages[0] and pages[0]["limit"] == ["100"]
     assert all(int(q["limit"][0]) <= 100 for q in pages)
     assert all(ISO_MS.fullmatch(q["endDate"][0]) for q in pages[1:])
-    assert 26 <= len(pages) <= 27  # 100 new values a page, less the repeated boundary
+    assert len(pages) == 26  # 100 new values a page, less the repeated boundary
     assert gets[-1].query == {"limit": ["5"]}
 
 
