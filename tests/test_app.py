@@ -10,8 +10,10 @@ import json
 import re
 import time
 
+from support import run_mp
 from test_sim import wait_until
 
+from iotlink_tools import REPO
 from iotlink_tools.devserver import DevServer
 from iotlink_tools.devserver.core import DeviceNotFound
 from iotlink_tools.vboard import Board, micropython_command, prepare_flash
@@ -304,3 +306,45 @@ def test_wifi_lost_is_rejoined_and_no_access_point_is_waited_out(server, device,
         assert lonely.running
     assert telemetry(server, "OTHER") == []
     assert "boot: Wi-Fi 'lab': access point not found" in lonely.console()
+
+
+def test_a_full_queue_reports_what_it_dropped_and_sends_the_rest(server, device, tmp_path):
+    folder = flash(tmp_path, config(server, queue_kb=8))
+    # A long outage the board lived through: far more records than 8 KiB hold.
+    run = run_mp("""
+from iotlink.store import Store
+s = Store(max_bytes=8192)
+for i in range(300):
+    s.append({"ts": 1700000000000 + i * 1000, "values": {"n": i}})
+out([s.pending, s.dropped])
+""", folder)
+    pending, dropped = run.result
+    assert dropped > 0 and pending + dropped == 300
+    with Board(folder):
+        wait_until(lambda: any("dropped" in r["values"] for r in records(telemetry(server))), 15,
+                   "telemetry reporting the drops")
+        wait_until(lambda: len([r for r in records(telemetry(server)) if "n" in r["values"]]) == pending,
+                   15, "every kept record")
+    old = [r for r in records(telemetry(server)) if "n" in r["values"]]
+    assert [r["values"]["n"] for r in old] == list(range(dropped, 300))  # the newest, oldest first
+    assert [r["ts"] for r in old] == [1700000000000 + n * 1000 for n in range(dropped, 300)]
+    live = [r["values"] for r in records(telemetry(server)) if "uptime_s" in r["values"]]
+    assert live[0]["dropped"] == dropped
+
+
+def test_the_example_sensor_module_runs_on_a_virtual_board(server, device, tmp_path):
+    example = (REPO / "examples" / "sensors.py").read_text()
+    with Board(flash(tmp_path, config(server), example)):
+        wait_until(lambda: telemetry(server), 10, "telemetry")
+    values = records(telemetry(server))[0]["values"]
+    assert "sensor_error" not in values
+    assert 20 < values["chip_temp"] < 35  # the fake RP2040 sensor reads about 27 degC
+
+
+def test_the_firmware_runs_in_a_small_heap(server, device, tmp_path):
+    # 128 KiB: enough to compile the modules from source (.mpy or frozen modules need less).
+    with Board(flash(tmp_path, config(server)), heapsize="128K") as board:
+        assert server.call_rpc("test-device", "setGpio", {"pin": "23", "value": 1}) == {"pin": "23", "value": 1}
+        wait_until(lambda: len(telemetry(server)) >= 2, 10, "telemetry")
+    assert board.boots == 1
+    assert all(r["values"]["mem_free"] < 128 * 1024 for r in records(telemetry(server)))
