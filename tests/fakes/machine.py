@@ -59,7 +59,19 @@ def _log(pin_id, level):
             f.write(json.dumps({"pin": pin_id, "value": level}) + "\n")
 
 
-class Pin:
+class _Switch:
+    # What Pin and Signal share: calling them and on()/off() go through value().
+    def __call__(self, x=None):
+        return self.value(x)
+
+    def on(self):
+        self.value(1)
+
+    def off(self):
+        self.value(0)
+
+
+class Pin(_Switch):
     IN = 1
     OUT = 3
     OPEN_DRAIN = 7
@@ -124,15 +136,6 @@ class Pin:
             self._out = level  # kept in the output register until the pin is an output
         return None
 
-    def __call__(self, x=None):
-        return self.value(x)
-
-    def on(self):
-        self.value(1)
-
-    def off(self):
-        self.value(0)
-
     def high(self):
         self.value(1)
 
@@ -164,7 +167,7 @@ class Pin:
         return "Pin(%r, mode=%d)" % (self._id, self._mode)
 
 
-class Signal:
+class Signal(_Switch):
     # Signal(pin_obj, *, invert=False) or Signal(pin_arguments..., *, invert=False)
     def __init__(self, pin, *args, invert=False, **kwargs):
         self._pin = pin if isinstance(pin, Pin) else Pin(pin, *args, **kwargs)
@@ -174,15 +177,6 @@ class Signal:
         if x is None:
             return self._pin.value() ^ self._invert
         self._pin.value((1 if x else 0) ^ self._invert)
-
-    def __call__(self, x=None):
-        return self.value(x)
-
-    def on(self):
-        self.value(1)
-
-    def off(self):
-        self.value(0)
 
 
 class ADC:
