@@ -2,7 +2,6 @@
 # it downloads, block by block, then read back: the flash must hold exactly what was hashed.
 from iotlink.checksum import crc32
 
-MAGIC = 0xE9
 _BLOCK_SIZE = 5  # Partition.ioctl operation
 
 

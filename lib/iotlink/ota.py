@@ -25,6 +25,7 @@ FIELDS = ("title", "version", "size", "checksum", "checksum_algorithm", "url")
 CHUNK_TRIES = 3  # per chunk: timeouts, dropped connections, 5xx
 ATTEMPTS = 3  # downloads of one package per run; the next boot tries again
 RESERVED = (swap.DIR, "config.json")  # what a bundle may never replace
+ESP32_IMAGE_MAGIC = 0xE9  # first byte of an ESP32 app image; a tar starts with a file name
 
 
 class UpdateFailed(Exception):
@@ -39,7 +40,12 @@ def _message(exc):
     return "%s: %s" % (type(exc).__name__, exc)
 
 
-def _esp32_partition():
+def _esp32_partition(job):
+    # On an ESP32 always (esp32 is built in); elsewhere only for an image job (the tests' fake).
+    import sys
+
+    if sys.platform != "esp32" and not (job and "image" in job):
+        return None
     try:
         from esp32 import Partition
     except ImportError:
@@ -54,6 +60,9 @@ class Updater:
         self.tb = tb
         self.base = swap.base_of(root)
         self.chunk_size = chunk_size
+        # Allocated now, while the heap is young: after days of uptime a fragmented heap may
+        # have 15 KiB free and no 4 KiB in one piece.
+        self._buf = memoryview(bytearray(chunk_size))
         self.retry_ms = 500  # pause before a chunk's 2nd try, twice that before the 3rd
         self._tries = {}
         self._last_ts = 0
@@ -76,12 +85,14 @@ class Updater:
 
     def _telemetry(self, values):
         # True when the server took it. States get distinct, increasing timestamps.
+        import sys
         import time
 
-        from iotlink import clock
         from iotlink.errors import IotlinkError
 
-        now = clock.now_ms()
+        # Client timestamps only once the app has set the clock (it imported iotlink.clock then).
+        clock = sys.modules.get("iotlink.clock")
+        now = clock.now_ms() if clock else None
         try:
             if now is None:
                 time.sleep_ms(2)  # server-side timestamps: keep successive states apart
@@ -114,7 +125,7 @@ class Updater:
         # image kept (ESP32: marked valid, which cancels the bootloader's rollback).
         state = swap.load_state(self.base)
         job = state.get("job")
-        part = _esp32_partition()
+        part = _esp32_partition(job)
         if job and "image" in job:
             running = part(part.RUNNING).info()[4] if part else None
             if running != job["image"]:
@@ -188,6 +199,8 @@ class Updater:
         to, size, expected, hasher = offer
         self._report(prefix, "DOWNLOADING")
         try:
+            import machine  # noqa: F401 (now: nothing may fail for want of RAM after the swap)
+
             self._download(prefix, path, to, size, hasher)
             self._report(prefix, "DOWNLOADED")
             got = checksum.hexdigest(hasher)
@@ -221,8 +234,8 @@ class Updater:
 
     def _download(self, prefix, path, to, size, hasher):
         # Chunk N = bytes [N*S, (N+1)*S) of the package, into one buffer, hashed and written out.
-        s = self.chunk_size
-        view = memoryview(bytearray(s))
+        view = self._buf
+        s = len(view)
         self._sink = None
         for n in range((size + s - 1) // s):
             part = view[: min(s, size - n * s)]
@@ -270,12 +283,14 @@ class Updater:
         raise UpdateFailed("chunk %d failed %d times: %s" % (n, CHUNK_TRIES, error))
 
     def _open_sink(self, prefix, first_byte, size):
-        from iotlink import esp32img, tar
-
-        if first_byte == esp32img.MAGIC:
+        if first_byte == ESP32_IMAGE_MAGIC:
             if prefix != "fw":
                 raise UpdateFailed("an ESP32 app image can only be a firmware package")
-            return esp32img.ImageWriter(size)
+            from iotlink.esp32img import ImageWriter
+
+            return ImageWriter(size)
+        from iotlink import tar
+
         self._check_space(size)
         stage = self.base + swap.STAGE
         swap.rmtree(stage)
@@ -296,21 +311,21 @@ class Updater:
             raise UpdateFailed("package of %d bytes does not fit in %d bytes of free flash" % (size, free))
 
     def _apply_bundle(self, prefix, to, state):
+        import machine
+
         swap.begin(self.base, state, prefix, to, self._sink.top)
         self._sink = None
         swap.roll_forward(self.base, state)
-        self._reset()
+        swap.step("reset")
+        machine.reset()
 
     def _apply_image(self, prefix, to, state):
+        import machine
+
         state["job"] = {"kind": prefix, "to": to, "phase": "trial", "image": self._sink.label}
         swap.save_state(self.base, state)
         swap.step("journal")
         self._sink.boot()
         self._sink = None
-        self._reset()
-
-    def _reset(self):
-        import machine
-
         swap.step("reset")
         machine.reset()
