@@ -12,7 +12,6 @@
 #   app.follow(["fw_title", ...], handler)    handler(shared_attributes_dict) every read
 #   app.start_tasks.append(fn)                fn() once the server is reachable (retried)
 import gc
-import json
 import random
 import sys
 import time
@@ -68,7 +67,7 @@ def wait_for_config(path, wdt):
         try:
             raw = config.read(path)  # a broken file may still enable the watchdog
             wdt_ms = raw.get("wdt_ms") if isinstance(raw, dict) else None
-            if isinstance(wdt_ms, int) and not isinstance(wdt_ms, bool) and wdt_ms >= 1000:
+            if config.valid_wdt_ms(wdt_ms):
                 wdt.start(wdt_ms)
         except config.ConfigError:
             pass
@@ -99,10 +98,6 @@ def load_sensors():
 
 def _ms(seconds):
     return int(seconds * 1000)
-
-
-def _positive(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
 def _plain(value, depth=0):
@@ -387,7 +382,7 @@ class App:
     def apply_shared(self, shared):
         # interval_s as a shared attribute overrides config.json; deleting it restores that.
         value = shared.get("interval_s", self.cfg["interval_s"])
-        if not _positive(value):
+        if not config.positive_number(value):
             print("attributes: interval_s ignored (not a positive number)")
             return
         if _ms(value) != self.interval_ms:

@@ -29,8 +29,12 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value):
+def positive_number(value):
     return (_is_int(value) or isinstance(value, float)) and value > 0
+
+
+def valid_wdt_ms(value):
+    return _is_int(value) and value >= 1000
 
 
 def _text(cfg, key, where=""):
@@ -97,9 +101,9 @@ def check(cfg):
         if platform == "thethings" and "activation_code" not in cfg:
             raise ConfigError("no 'token': give the thing token or an 'activation_code'")
     for key in ("interval_s", "backoff_max_s"):
-        if key in cfg and not _is_number(cfg[key]):
+        if key in cfg and not positive_number(cfg[key]):
             raise ConfigError("'%s' must be a positive number of seconds (got %s)" % (key, _got(cfg[key])))
-    if "wdt_ms" in cfg and not (_is_int(cfg["wdt_ms"]) and cfg["wdt_ms"] >= 1000):
+    if "wdt_ms" in cfg and not valid_wdt_ms(cfg["wdt_ms"]):
         raise ConfigError("'wdt_ms' must be an integer >= 1000 (got %s)" % _got(cfg["wdt_ms"]))
     if "queue_kb" in cfg and not (_is_int(cfg["queue_kb"]) and cfg["queue_kb"] >= 8):
         raise ConfigError("'queue_kb' must be an integer >= 8 (got %s)" % _got(cfg["queue_kb"]))
