@@ -1,6 +1,16 @@
-# Runs before main.py: bring Wi-Fi up from config.json in bounded time (two attempts of 10 s at
-# most). Never blocks for longer, never raises: without config or Wi-Fi, main.py reports the
-# problem and keeps retrying.
+# Runs before main.py: finish or roll back an app update a power cut interrupted (ota.resume),
+# then bring Wi-Fi up from config.json in bounded time (two attempts of 10 s at most). Never
+# blocks for longer, never raises: without config or Wi-Fi, main.py reports the problem and
+# keeps retrying.
+
+
+def _resume_update():
+    try:
+        from iotlink import ota
+
+        ota.resume()
+    except Exception as e:  # the journal stays for the next boot; the app that is there runs
+        print("boot: update: %s" % e)
 
 
 def _wifi_up():
@@ -14,5 +24,6 @@ def _wifi_up():
         print("boot: %s" % e)
 
 
+_resume_update()
 _wifi_up()
-del _wifi_up
+del _resume_update, _wifi_up

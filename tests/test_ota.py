@@ -11,6 +11,7 @@ import tarfile
 
 import pytest
 
+from iotlink_tools import REPO
 from iotlink_tools.devserver.checksums import checksum
 from iotlink_tools.devserver.ota import fail_chunk
 from iotlink_tools.faultproxy import FaultProxy
@@ -522,3 +523,13 @@ def test_esp32_image_only_as_firmware(board, server):
     offer(server, IMAGE, title="micropython", version="1.29", kind="SOFTWARE")
     assert boot(board, server).returncode == 0
     assert wire(server, "sw")[-1] == ("FAILED", "an ESP32 app image can only be a firmware package")
+
+
+def test_boot_py_finishes_an_interrupted_swap(board, server):
+    offer(server, make_tar(NEW_APP))
+    assert boot(board, server, kill="keep lib").returncode == KILLED  # main.py already moved out
+    (board.flash / "boot.py").write_bytes((REPO / "boot.py").read_bytes())
+    board("", args=["boot.py"])
+    assert tree(board.flash) == {**NEW_APP, **USER_FILES, "boot.py": (REPO / "boot.py").read_bytes()}
+    job = json.loads((board.flash / ".ota/state.json").read_text())["job"]
+    assert job["phase"] == "trial" and job["boots"] == 1  # this boot runs the new app on trial
