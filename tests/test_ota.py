@@ -62,9 +62,13 @@ USER_FILES = {"config.json": b'{"token": "TEST_TOKEN"}', "sensors.py": b"def rea
 BOARD_ONLY = (".ota", ".esp32", "_test_script.py")
 
 
-def make_tar(files, fmt=tarfile.PAX_FORMAT):
+def make_tar(files, fmt=tarfile.PAX_FORMAT, dirs=()):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        for name in dirs:
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            tar.addfile(info)
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -279,12 +283,16 @@ def test_truncated_chunks_are_retried_then_refused(board, server, device):
     assert chunk_requests(server) == [0, 0, 0]
 
 
-def test_server_error_mid_download(board, server):
+@pytest.mark.parametrize("chunk, status, error, requests", [
+    (2, 500, "chunk 2 failed 3 times: HTTP 500", [0, 1, 2, 2, 2]),  # retried, then given up
+    (1, 404, "chunk 1 refused: HTTP 404", [0, 1]),  # the package was unassigned: no retry
+])
+def test_server_error_mid_download(board, server, chunk, status, error, requests):
     offer(server, make_tar(NEW_APP))
-    fail_chunk(server, "FIRMWARE", 2, status=500)
+    fail_chunk(server, "FIRMWARE", chunk, status=status)
     assert boot(board, server).returncode == 0
-    assert_failed(board, server, "chunk 2 failed 3 times: HTTP 500")
-    assert chunk_requests(server) == [0, 1, 2, 2, 2]
+    assert_failed(board, server, error)
+    assert chunk_requests(server) == requests
 
 
 def test_transient_server_errors_are_retried(board, server):
@@ -293,14 +301,6 @@ def test_transient_server_errors_are_retried(board, server):
     boot_until_idle(board, server)
     assert chunk_requests(server) == [0, 1, 1, 1, 2]
     assert states(server) == UPDATED
-
-
-def test_package_unassigned_mid_download(board, server):
-    offer(server, make_tar(NEW_APP))
-    fail_chunk(server, "FIRMWARE", 1, status=404)
-    assert boot(board, server).returncode == 0
-    assert_failed(board, server, "chunk 1 refused: HTTP 404")
-    assert chunk_requests(server) == [0, 1]
 
 
 def test_failed_package_is_retried_at_most_three_times_per_run(board, server):

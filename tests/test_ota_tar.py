@@ -1,10 +1,10 @@
 """iotlink.tar.Unpacker in micropython: every tar dialect an app bundle comes in, fed in slices."""
 
-import io
 import random
 import tarfile
 
 import pytest
+from test_ota import make_tar
 
 UNPACK = """
 import os
@@ -36,18 +36,7 @@ FILES = {
 
 
 def archive(fmt, files=FILES, dirs=True):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
-        if dirs:
-            for name in ("lib", "lib/iotlink"):
-                info = tarfile.TarInfo(name)
-                info.type = tarfile.DIRTYPE
-                tar.addfile(info)
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return make_tar(files, fmt, ("lib", "lib/iotlink") if dirs else ())
 
 
 def unpack(mp, data, pieces=()):

@@ -3,45 +3,13 @@
 # bytes in Guava's order: the 32-bit value little-endian; h1 then h2, each little-endian.
 import struct
 
+from iotlink.blocks import Blocks
+
 _M32 = 0xFFFFFFFF
 _M64 = 0xFFFFFFFFFFFFFFFF
 
 
-class _Blocks:
-    # Feeds whole blocks of `size` bytes to _block(); keeps the tail for the next update().
-
-    def __init__(self, size):
-        self._size = size
-        self._tail = bytearray(size)
-        self._fill = 0
-        self._length = 0
-
-    def update(self, data):
-        mv = memoryview(data)
-        n = len(mv)
-        size = self._size
-        self._length += n
-        i = 0
-        if self._fill:
-            take = min(size - self._fill, n)
-            self._tail[self._fill : self._fill + take] = mv[:take]
-            self._fill += take
-            i = take
-            if self._fill < size:
-                return
-            self._block(self._tail, 0)
-            self._fill = 0
-        end = n - (n - i) % size
-        block = self._block
-        while i < end:
-            block(mv, i)
-            i += size
-        if i < n:
-            self._tail[: n - i] = mv[i:]
-            self._fill = n - i
-
-
-class murmur3_32(_Blocks):
+class murmur3_32(Blocks):
     digest_size = 4
 
     def __init__(self, data=None, seed=0):
@@ -97,7 +65,7 @@ def _mix_k2(k2):
     return (k2 * _C1) & _M64
 
 
-class murmur3_128(_Blocks):
+class murmur3_128(Blocks):
     digest_size = 16
 
     def __init__(self, data=None, seed=0):

@@ -2,6 +2,8 @@
 # neither. 64-bit words are Python ints masked to 64 bits: slow, but exact on every port.
 import struct
 
+from iotlink.blocks import Blocks
+
 _M = 0xFFFFFFFFFFFFFFFF
 
 _K = (
@@ -28,9 +30,9 @@ _K = (
 )
 
 
-def _compress(h, block):
-    # One 128-byte block into the eight state words h (updated in place).
-    w = list(struct.unpack(">16Q", block))
+def _compress(h, buf, offset):
+    # The 128-byte block at buf[offset:] into the eight state words h (updated in place).
+    w = list(struct.unpack_from(">16Q", buf, offset))
     for t in range(16, 80):
         x = w[t - 15]
         s0 = ((x >> 1) | (x << 63)) ^ ((x >> 8) | (x << 56)) ^ (x >> 7)
@@ -56,7 +58,7 @@ def _compress(h, block):
         h[i] = (h[i] + v) & _M
 
 
-class sha512:
+class sha512(Blocks):
     digest_size = 64
     block_size = 128
     _IV = (
@@ -65,43 +67,23 @@ class sha512:
     )
 
     def __init__(self, data=None):
+        super().__init__(128)
         self._h = list(self._IV)
-        self._buf = bytearray(128)
-        self._fill = 0  # bytes waiting in _buf for a whole block
-        self._length = 0
         if data:
             self.update(data)
 
-    def update(self, data):
-        mv = memoryview(data)
-        n = len(mv)
-        self._length += n
-        i = 0
-        if self._fill:
-            take = min(128 - self._fill, n)
-            self._buf[self._fill : self._fill + take] = mv[:take]
-            self._fill += take
-            i = take
-            if self._fill < 128:
-                return
-            _compress(self._h, self._buf)
-            self._fill = 0
-        while n - i >= 128:
-            _compress(self._h, mv[i : i + 128])
-            i += 128
-        if i < n:
-            self._buf[: n - i] = mv[i:]
-            self._fill = n - i
+    def _block(self, buf, offset):
+        _compress(self._h, buf, offset)
 
     def digest(self):
         # Pads a copy, so update() may go on after a digest.
         h = list(self._h)
-        tail = bytearray(self._buf[: self._fill])
+        tail = bytearray(self._tail[: self._fill])
         tail.append(0x80)
         tail.extend(bytes((112 - len(tail)) % 128))
         tail.extend(struct.pack(">QQ", self._length >> 61, (self._length << 3) & _M))
         for i in range(0, len(tail), 128):
-            _compress(h, tail[i : i + 128])
+            _compress(h, tail, i)
         return struct.pack(">8Q", *h)[: self.digest_size]
 
 
