@@ -174,7 +174,25 @@ class App:
                 self.recover(e)
                 net.pause(time.ticks_diff(self.retry_at, time.ticks_ms()), self.wdt.feed)
         self.healthy()
+        self.follow_updates()
         print("server: %s, %d pins, every %s s" % (self.cfg["server"], len(self.cfg["pins"]), self.cfg["interval_s"]))
+
+    def follow_updates(self):
+        # OTA: fw_*/sw_* shared attributes start an update; the running versions and the last
+        # update's outcome are reported once the server is reachable (which keeps a new app).
+        if self.cfg["platform"] != "thingsboard":
+            return
+        from iotlink.errors import ConnectionFailed
+        from iotlink.ota import Updater
+
+        updater = Updater(self.client)
+
+        def report_boot():
+            if not updater.report_boot():
+                raise ConnectionFailed()  # the start task is tried again after a backoff
+
+        self.start_tasks.append(report_boot)
+        self.follow(Updater.KEYS, updater.check)
 
     def provision(self):
         prov = self.cfg["provision"]
