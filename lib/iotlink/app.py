@@ -76,8 +76,10 @@ def wait_for_config(path, wdt):
 
 def make_client(cfg, timeout):
     # The one place that creates the platform client.
-    if cfg["platform"] != "thingsboard":
-        raise config.ConfigError("platform '%s' is not run by this firmware's loop yet" % cfg["platform"])
+    if cfg["platform"] == "thethings":
+        from iotlink.ttdevice import TTDevice  # imported here: ThingsBoard boards keep the RAM
+
+        return TTDevice(cfg["server"], cfg["token"], timeout=timeout, keepalive=True)
     return ThingsBoard(cfg["server"], cfg["token"], timeout=timeout)
 
 
@@ -195,12 +197,7 @@ class App:
         self.follow(Updater.KEYS, updater.check)
 
     def provision(self):
-        prov = self.cfg["provision"]
-        name = prov.get("device_name")
-        print("provision: asking the server for a token%s" % (" as '%s'" % name if name else ""))
-        token = ThingsBoard.provision(
-            self.cfg["server"], name, prov["key"], prov["secret"], timeout=self.timeout_s
-        )
+        token = self.request_token()
         self.cfg["token"] = token
         # At once: the server provisions a name only once, so a lost token is lost for good.
         try:
@@ -208,6 +205,20 @@ class App:
             print("provision: token saved to %s" % self.path)
         except (OSError, config.ConfigError) as e:
             print("provision: token NOT saved (%s); it lasts until the next reset" % e)
+
+    def request_token(self):
+        # ThingsBoard: provisioning with the config's key and secret; thethings.iO: activation.
+        if self.cfg["platform"] == "thethings":
+            from iotlink.thethings import TheThings
+
+            print("provision: activating the thing with its activation code")
+            return TheThings.activate(self.cfg["server"], self.cfg["activation_code"], timeout=self.timeout_s)
+        prov = self.cfg["provision"]
+        name = prov.get("device_name")
+        print("provision: asking the server for a token%s" % (" as '%s'" % name if name else ""))
+        return ThingsBoard.provision(
+            self.cfg["server"], name, prov["key"], prov["secret"], timeout=self.timeout_s
+        )
 
     # ---- the loop --------------------------------------------------------------------
     def run(self):
