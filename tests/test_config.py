@@ -9,6 +9,7 @@ SECRETS = ("S3CRET-TOKEN", "WIFI-PASSWORD", "PROVISION-SECRET", "ACTIVATION-CODE
 GOOD = {
     "platform": "thingsboard",
     "server": "https://thingsboard.cloud",
+    "ca": "ca.der",
     "token": "S3CRET-TOKEN",
     "wifi": {"ssid": "lab", "password": "WIFI-PASSWORD"},
     "interval_s": 10,

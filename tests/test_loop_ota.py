@@ -1,6 +1,6 @@
 """An update through the real firmware loop: announced, downloaded, swapped in, rebooted, UPDATED."""
 
-from test_app import config, flash, records, telemetry
+from test_app import all_records, config, flash, records, telemetry
 from test_sim import wait_until
 
 from iotlink_tools.bundle import app_files, build
@@ -8,7 +8,7 @@ from iotlink_tools.vboard import Board
 
 
 def fw_states(server):
-    return [r.get("values", r)["fw_state"] for r in records(telemetry(server))
+    return [r.get("values", r)["fw_state"] for r in all_records(telemetry(server))
             if "fw_state" in r.get("values", r)]
 
 
@@ -23,7 +23,7 @@ def test_the_loop_installs_an_announced_bundle_and_reports_it(server, device, tm
         wait_until(lambda: fw_states(server)[-1:] == ["UPDATED"], 60, "UPDATED")
         assert board.boots == 2  # the update rebooted the board once
     assert fw_states(server) == ["DOWNLOADING", "DOWNLOADED", "VERIFIED", "UPDATING", "UPDATED"]
-    current = [r.get("values", r) for r in records(telemetry(server))
+    current = [r.get("values", r) for r in all_records(telemetry(server))
                if "current_fw_version" in r.get("values", r)]
     assert current[0]["current_fw_version"] == "0.1.0" and current[-1]["current_fw_version"] == "2.0.0"
     assert (folder / "lib" / "new_app_marker.py").read_text() == "MARKER = 2\n"

@@ -24,6 +24,7 @@ from iotlink.rpc import Dispatcher
 from iotlink.store import Store
 from iotlink.thingsboard import MAX_POLL_MS, ThingsBoard
 
+RESTART_DELAY_S = 30  # after an error nothing else caught: reset the board this much later
 CONFIG_RETRY_S = 10  # a missing or broken config.json is read again this often
 REFUSED_RETRY_S = 300  # after 401/403 or refused provisioning: ask again this rarely
 HTTP_TIMEOUT_S = 10
@@ -79,8 +80,12 @@ def make_client(cfg, timeout):
     if cfg["platform"] == "thethings":
         from iotlink.ttdevice import TTDevice  # imported here: ThingsBoard boards keep the RAM
 
-        return TTDevice(cfg["server"], cfg["token"], timeout=timeout, keepalive=True)
-    return ThingsBoard(cfg["server"], cfg["token"], timeout=timeout)
+        return TTDevice(cfg["server"], cfg["token"], timeout=timeout, keepalive=True,
+                        cadata=config.ca_data(cfg))
+    # One kept-alive connection: `make bench` measured a TLS handshake per request at 1/200
+    # of the throughput, and each handshake costs seconds and battery on a board.
+    return ThingsBoard(cfg["server"], cfg["token"], timeout=timeout, keepalive=True,
+                       cadata=config.ca_data(cfg))
 
 
 def load_sensors():
@@ -176,7 +181,11 @@ class App:
                 self.recover(e)
                 net.pause(time.ticks_diff(self.retry_at, time.ticks_ms()), self.wdt.feed)
         self.healthy()
-        self.follow_updates()
+        try:
+            self.follow_updates()
+        except MemoryError:  # a board too full for updates still sends its telemetry
+            gc.collect()
+            print("ota: not enough free memory (%d bytes): updates off until a reset" % gc.mem_free())
         print("server: %s, %d pins, every %s s" % (self.cfg["server"], len(self.cfg["pins"]), self.cfg["interval_s"]))
 
     def follow_updates(self):
@@ -212,12 +221,16 @@ class App:
             from iotlink.thethings import TheThings
 
             print("provision: activating the thing with its activation code")
-            return TheThings.activate(self.cfg["server"], self.cfg["activation_code"], timeout=self.timeout_s)
+            return TheThings.activate(
+                self.cfg["server"], self.cfg["activation_code"], timeout=self.timeout_s,
+                cadata=config.ca_data(self.cfg),
+            )
         prov = self.cfg["provision"]
         name = prov.get("device_name")
         print("provision: asking the server for a token%s" % (" as '%s'" % name if name else ""))
         return ThingsBoard.provision(
-            self.cfg["server"], name, prov["key"], prov["secret"], timeout=self.timeout_s
+            self.cfg["server"], name, prov["key"], prov["secret"], timeout=self.timeout_s,
+            cadata=config.ca_data(self.cfg),
         )
 
     # ---- the loop --------------------------------------------------------------------
@@ -455,9 +468,17 @@ class App:
 
 def run(path=config.PATH):
     print("iotlink %s" % __version__)
-    wdt = Watchdog()
-    cfg = wait_for_config(path, wdt)
-    wdt.start(cfg.get("wdt_ms"))
-    app = App(cfg, wdt, path)
-    app.start()
-    app.run()
+    try:
+        wdt = Watchdog()
+        cfg = wait_for_config(path, wdt)
+        wdt.start(cfg.get("wdt_ms"))
+        app = App(cfg, wdt, path)
+        app.start()
+        app.run()
+    except Exception as e:
+        # Whatever escaped (a bug, memory gone for good): a board at the REPL serves nobody,
+        # so say what happened and start over clean, a while later.
+        sys.print_exception(e)
+        print("iotlink: restarting in %d s" % RESTART_DELAY_S)
+        time.sleep(RESTART_DELAY_S)
+        machine.reset()

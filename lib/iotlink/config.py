@@ -7,7 +7,7 @@ from iotlink.errors import IotlinkError
 PATH = "config.json"
 PLATFORMS = ("thingsboard", "thethings")
 KNOWN = ("platform", "server", "token", "wifi", "provision", "activation_code", "interval_s",
-         "pins", "wdt_ms", "backoff_max_s", "queue_kb")
+         "pins", "wdt_ms", "backoff_max_s", "queue_kb", "ca", "tls_insecure")
 DEFAULTS = {"platform": "thingsboard", "interval_s": 10, "pins": {}, "backoff_max_s": 60,
             "queue_kb": 64}
 
@@ -84,6 +84,16 @@ def check(cfg):
     _text(cfg, "server")
     if not (cfg["server"].startswith("http://") or cfg["server"].startswith("https://")):
         raise ConfigError("'server' must start with http:// or https://")
+    # https verifies the server by default: a CA certificate file, or an explicit opt-out.
+    if "ca" in cfg:
+        _text(cfg, "ca")
+    if "tls_insecure" in cfg and not isinstance(cfg["tls_insecure"], bool):
+        raise ConfigError("'tls_insecure' must be true or false (got %s)" % _got(cfg["tls_insecure"]))
+    if cfg["server"].startswith("https://") and "ca" not in cfg and not cfg.get("tls_insecure"):
+        raise ConfigError(
+            "an https 'server' needs 'ca' (the CA certificate file on the board, PEM or DER) "
+            "or \"tls_insecure\": true to skip verifying the server"
+        )
     if "token" in cfg:
         _text(cfg, "token")
         for c in "/?#% ":
@@ -163,3 +173,14 @@ def save_token(token, path=PATH):
     cfg = read(path)
     cfg["token"] = token
     write_atomic(path, json.dumps(cfg).encode())
+
+
+def ca_data(cfg):
+    # The CA certificate bytes for verified TLS, or None (plain http, or verification waived).
+    if "ca" not in cfg or not cfg["server"].startswith("https://"):
+        return None
+    try:
+        with open(cfg["ca"], "rb") as f:
+            return f.read()
+    except OSError:
+        raise ConfigError("'ca': file %s not found on the board" % cfg["ca"])

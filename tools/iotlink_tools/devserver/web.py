@@ -121,9 +121,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        self.server.track(self.connection)
         # Headers and body go out in separate writes: without this, Nagle holds the body back
         # until the client's delayed ACK (40 ms) on every kept-alive exchange.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def finish(self):
+        self.server.untrack(self.connection)
+        super().finish()
 
     def log_message(self, fmt, *args):  # the server keeps its own exchange log
         pass
@@ -194,7 +199,27 @@ class Server(ThreadingHTTPServer):
     def __init__(self, address, router: Router, record: Callable[[Exchange], None]):
         self.router = router
         self.record = record
+        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def track(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._connections.add(conn)
+
+    def untrack(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._connections.discard(conn)
+
+    def server_close(self) -> None:
+        # A stopped server drops its kept-alive connections too, as a dead one would.
+        super().server_close()
+        with self._lock:
+            for conn in self._connections:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def use_tls(self, certfile: str, keyfile: str) -> None:
         # The handshake happens in each connection's own thread, on its first read.
