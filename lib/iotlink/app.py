@@ -4,8 +4,8 @@
 # One thread, one supervisor: every piece of server work runs from App.step(), and any failure
 # ends in App.recover(), the one place that decides what happens next (queue the telemetry,
 # back off with jitter, or wait long after the server refused the device). Telemetry collection
-# never waits for the server: records that cannot go now are queued on flash (store.py) and
-# sent in batches, oldest first, once the server answers again.
+# never waits for the server: every record is queued on flash (store.py) as it is read, and the
+# queue goes in batches, oldest first, leaving flash only once the server took it.
 #
 # Integrations hook in without touching the loop:
 #   app.rpc.register("reboot", fn)            more RPC methods
@@ -145,7 +145,6 @@ class App:
         self.attribute_handlers = [self.apply_shared]
         self.start_tasks = [self.announce]
         self.client = None
-        self.outbox = None  # the latest record, sent live when nothing is queued before it
         self.last_rpc = None  # (request, reply): ThingsBoard delivers an unanswered RPC again
         self.failures = 0
         self.retry_at = None  # ticks before which the server is left alone
@@ -262,9 +261,6 @@ class App:
         if self.start_tasks:
             self.start_tasks[0]()
             self.start_tasks.pop(0)
-        elif self.outbox is not None:
-            self.client.send_telemetry(self.stamped(self.outbox))
-            self.outbox = None
         elif time.ticks_diff(time.ticks_ms(), self.next_attributes) >= 0:
             self.read_attributes()
         elif self.store.pending:
@@ -300,9 +296,6 @@ class App:
 
     def recover(self, e):
         # The one place that decides what a failure means and when to try again.
-        if self.outbox is not None:
-            self.queue(self.outbox)
-            self.outbox = None
         if isinstance(e, MemoryError):
             gc.collect()
         if (isinstance(e, HTTPError) and e.status in _REFUSED) or isinstance(
@@ -362,13 +355,9 @@ class App:
             record = {"boot": self.boot, "up": self.uptime_ms(), "values": values}
         else:
             record = {"ts": ts, "values": values}
-        if self.outbox is not None:  # the previous one never left
-            self.queue(self.outbox)
-            self.outbox = None
-        if self.store.pending or self.retry_at is not None:
-            self.queue(record)
-        else:
-            self.outbox = record
+        # On flash before anything is sent: a power cut mid-request loses nothing. (One small
+        # append per reading; littlefs spreads the wear.)
+        self.queue(record)
         self.last_send = now
         self.next_send = time.ticks_add(self.next_send, self.interval_ms)
         if time.ticks_diff(self.next_send, now) <= 0:  # fell behind: no burst to catch up
