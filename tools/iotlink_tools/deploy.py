@@ -29,6 +29,7 @@ from .vboard import FLASH_FILES, FLASH_PACKAGE
 
 CONFIG = "config.json"
 CHUNK = 1024  # bytes per write command: fewer round trips than mpremote's 256, small for any board
+READ_TIMEOUT_S = 5  # a board that stops answering fails the step instead of hanging it
 Progress = Callable[[str], None]
 
 
@@ -40,7 +41,7 @@ class BoardError(Exception):
 def raw_repl(port: str) -> Iterator[SerialTransport]:
     """The board's raw REPL, entered without a soft reset (mpremote's `resume`)."""
     try:
-        transport = SerialTransport(port)
+        transport = SerialTransport(port, timeout=READ_TIMEOUT_S)
     except (TransportError, OSError) as exc:
         raise BoardError(f"cannot open {port}: {exc}") from None
     try:
@@ -178,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for path, size, action in files:
         print(f"{size:7d}  {path:28s} {action}")
+    if config is not None:
+        print(f"config: {json.dumps(secret_free(config))}")
     written = sum(1 for _, _, action in files if action == "written")
     print(f"{args.port}: {written} written, {len(files) - written} unchanged, every file verified by SHA-256"
           + ("; reset" if args.reset else ""))

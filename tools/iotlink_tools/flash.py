@@ -152,23 +152,12 @@ def bootsel_drives(candidates: list[Path] | None = None) -> list[Path]:
 
 def enter_bootsel(port: str) -> None:
     """Ask a board running MicroPython to reboot into its UF2 bootloader (mpremote's `bootloader`)."""
-    from mpremote.transport import TransportError
-    from mpremote.transport_serial import SerialTransport
+    from .deploy import BoardError, run_detached
 
     try:
-        transport = SerialTransport(port)
-    except TransportError as exc:
-        raise FlashError(f"cannot open {port}: {exc}") from None
-    try:
-        transport.enter_raw_repl(soft_reset=False)
-        transport.exec_raw_no_follow("import time, machine; time.sleep_ms(100); machine.bootloader()")
-    except TransportError as exc:
-        raise FlashError(f"{port} did not take the bootloader command: {exc}") from None
-    finally:
-        try:
-            transport.close()
-        except OSError:
-            pass  # the port went away with the reboot
+        run_detached(port, "machine.bootloader()")
+    except BoardError as exc:
+        raise FlashError(str(exc)) from None
 
 
 def copy_uf2(firmware: Path, drive: Path) -> Path:

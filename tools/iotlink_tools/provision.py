@@ -259,8 +259,9 @@ class Fleet:
         with self.bootsel_lock if kind == "picow" else nullcontext():
             done = subprocess.run(command, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
-            lines = (done.stderr or done.stdout).strip().splitlines() or ["failed"]
-            raise flashing.FlashError(lines[-1])
+            lines = (done.stderr + done.stdout).strip().splitlines()
+            said = [line.removeprefix("iotlink flash: ") for line in lines if line.startswith("iotlink flash: ")]
+            raise flashing.FlashError((said or lines or ["failed"])[-1])
         board.port = self.wait_for_port(board)
 
     def wait_for_port(self, board: Board, timeout: float = 30.0) -> str:
@@ -378,8 +379,10 @@ def write_report(results: list[Result], prefix: Path) -> tuple[Path, Path]:
 
 def show_report(console: Console, results: list[Result]) -> None:
     table = Table(title="Fleet report")
-    for column in ("row", "name", "port", "result", "device id", "detail"):
+    for column in ("row", "name", "port", "result"):
         table.add_column(column)
+    table.add_column("device id", min_width=36)
+    table.add_column("detail")
     colours = {"online": "green", "already done": "cyan", "failed": "red"}
     for r in sorted(results, key=lambda r: r.row):
         detail = f"{r.stage}: {r.detail}" if r.status == "failed" else r.detail
@@ -437,7 +440,7 @@ def _check_options(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)  # log lines stay whole in files and CI logs
     problem = _check_options(args)
     if problem:
         console.print(f"iotlink provision: {escape(problem)}")

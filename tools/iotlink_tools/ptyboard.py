@@ -196,7 +196,25 @@ class PtyBoard:
                     data = os.read(self._host, 4096)
                 except (BlockingIOError, OSError):
                     continue
+                self._await_start()
                 _send(self._board, data)
+
+    def _await_start(self, timeout: float = 10.0) -> None:
+        """Hold input until the interpreter is up. It starts with SIGINT ignored and stops ignoring
+        it when it runs code: a Ctrl-C before that would be lost, and what follows it (mpremote's
+        Ctrl-A) left unread behind a running main.py."""
+        deadline = time.monotonic() + timeout
+        while not self._stopping.is_set() and time.monotonic() < deadline:
+            proc = self._proc
+            if proc is not None and proc.poll() is None:  # else: not started yet, or rebooting
+                try:
+                    with open(f"/proc/{proc.pid}/status") as status:
+                        ignored = next(int(line.split()[1], 16) for line in status if line.startswith("SigIgn:"))
+                    if not ignored & (1 << (signal.SIGINT - 1)):
+                        return
+                except (OSError, StopIteration):
+                    pass
+            time.sleep(0.01)
 
 
 def _send(fd: int, data: bytes, patience_s: float = 1.0) -> None:
