@@ -12,7 +12,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from . import LIB, REPO
+from . import FAKES, LIB, REPO
+from . import bench_loop, bench_ota
 from .devserver import DevServer
 from .mpy import compile_library
 from .tlsutil import make_pki
@@ -121,11 +122,15 @@ print(json.dumps({{"bytes_per_send": (after - before) // 20}}))
 
 IMPORT_PROGRAM = """
 import gc, json
+import machine, network  # built into a board's firmware: not the library's cost
 gc.collect()
 before = gc.mem_alloc()
 import iotlink.thingsboard
 gc.collect()
-print(json.dumps({"bytes": gc.mem_alloc() - before}))
+client = gc.mem_alloc() - before
+import iotlink.app
+gc.collect()
+print(json.dumps({"client": client, "loop": gc.mem_alloc() - before}))
 """
 
 
@@ -156,11 +161,13 @@ def heap_per_send(url: str, work: Path) -> dict[str, int]:
 def import_ram(work: Path) -> dict[str, int]:
     mpy_dir = work / "mpy"
     files = compile_library(mpy_dir)
-    return {
-        "import as .py (bytes)": micropython(IMPORT_PROGRAM, work, f"{LIB}:.frozen")["bytes"],
-        "import as .mpy (bytes)": micropython(IMPORT_PROGRAM, work, f"{mpy_dir}:.frozen")["bytes"],
-        "total .mpy size (bytes)": sum(f.stat().st_size for f in files),
-    }
+    figures = {}
+    for form, path in (("py", LIB), ("mpy", mpy_dir)):
+        ram = micropython(IMPORT_PROGRAM, work, f"{FAKES}:{path}:.frozen")
+        figures[f"import thingsboard as .{form} (bytes)"] = ram["client"]
+        figures[f"import the whole loop (app) as .{form} (bytes)"] = ram["loop"]
+    figures["total .mpy size (bytes)"] = sum(f.stat().st_size for f in files)
+    return figures
 
 
 def print_rates(title: str, rates: dict[str, float]) -> None:
@@ -183,6 +190,8 @@ def run_all(n: int) -> dict:
             results["telemetry over TLS"] = throughput(tls.url, work, max(n // 4, BATCH))
             results["heap per telemetry send (bytes)"] = heap_per_send(plain.url, work)
         results["library RAM and size"] = import_ram(work)
+    results["smallest heap for 1000 loop iterations, .mpy (KiB)"] = bench_loop.smallest_heap_kb()
+    results["OTA: 1 MiB package in a 64 KiB heap"] = bench_ota.run()
     return results
 
 
@@ -201,6 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     print("\nLibrary footprint")
     for name, size in results["library RAM and size"].items():
         print(f"  {name:40s} {size:10d}")
+    print(f"\nSmallest heap in which the whole loop runs {bench_loop.ITERATIONS} iterations (.mpy): "
+          f"{results['smallest heap for 1000 loop iterations, .mpy (KiB)']} KiB")
+    ota = results["OTA: 1 MiB package in a 64 KiB heap"]
+    print(f"\nOTA: {ota['package_bytes']} bytes in {ota['chunks']} chunks at {ota['throughput_kib_s']} KiB/s, "
+          f"{ota['algorithm']}; heap {ota['heap_before_update_bytes']} before, peak {ota['heap_peak_bytes']} "
+          f"(heapsize {ota['heapsize']}), {ota['fw_state']}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
     print(f"\nfigures saved to {args.json}")

@@ -11,6 +11,7 @@ import json
 import re
 import socket
 import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -210,6 +211,12 @@ class Server(ThreadingHTTPServer):
     def untrack(self, conn: socket.socket) -> None:
         with self._lock:
             self._connections.discard(conn)
+
+    def handle_error(self, request, client_address) -> None:
+        # A board that reset or lost its network mid-request is normal here, not a server error.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
     def server_close(self) -> None:
         # A stopped server drops its kept-alive connections too, as a dead one would.

