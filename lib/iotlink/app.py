@@ -32,7 +32,10 @@ ATTRIBUTES_EVERY_MS = 60000  # at most; sooner (3 cycles) with a short interval
 ATTRIBUTE_CYCLES = 3
 MIN_POLL_MS = 50  # less time than this until the next job: sleep instead of polling
 CLOCK_RESYNC_MS = 24 * 3600 * 1000  # set the clock again this often (drift)
-CLOCK_RETRY_MS = 600 * 1000  # not set though the server answers: try again this often
+# Not set though the server answers (no NTP, a Date lost to a bad network): try again this
+# often. Short: until then records carry only their uptime, and a power cut leaves them unplaced.
+CLOCK_RETRY_MS = 15 * 1000
+UNSTAMPED_AFTER_MS = 60 * 1000  # no clock after this long: send records for the server to stamp
 BATCH_RECORDS = 50
 BATCH_BYTES = 4096
 # 4xx that say "this request is wrong", not "try later": a batch that gets one is dropped.
@@ -263,7 +266,9 @@ class App:
             self.start_tasks.pop(0)
         elif time.ticks_diff(time.ticks_ms(), self.next_attributes) >= 0:
             self.read_attributes()
-        elif self.store.pending:
+        elif self.store.pending and (clock.synced() or self.uptime_ms() > UNSTAMPED_AFTER_MS):
+            # Records read before the clock was set get their time at sending (stamped()):
+            # hold them until it is set, unless the server never gives a time.
             self.flush()
         else:
             return self.poll_rpc()

@@ -199,6 +199,8 @@ class Connection:
         try:
             status = int(parts[1])
         except ValueError:
+            status = 0
+        if not 100 <= status <= 999 or len(parts[1]) != 3:
             raise ProtocolError("bad status line")
         headers = {}
         keep_alive = parts[0] == b"HTTP/1.1"
