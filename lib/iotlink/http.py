@@ -8,7 +8,7 @@ try:
 except ImportError:
     import urequests as requests
 
-from iotlink.errors import ConnectionFailed, ProtocolError, Timeout
+from iotlink.errors import ConnectionFailed, HTTPError, ProtocolError, Timeout
 
 MAX_BODY = 8192  # default cap on a response body held in RAM
 
@@ -132,3 +132,40 @@ def request(method, url, body=None, timeout=10, limit=MAX_BODY, headers=None):
     resp = open(method, url, body, timeout, headers)
     data = read_body(resp, limit)
     return resp.status_code, data, resp.headers
+
+
+def check(status, body):
+    # Raise HTTPError with the server's own message for any non-2xx reply.
+    if 200 <= status < 300:
+        return
+    raise HTTPError(status, error_message(body))
+
+
+def error_message(body):
+    # Error bodies come as JSON objects, quoted JSON strings, plain text or nothing.
+    if not body:
+        return ""
+    try:
+        msg = loads(body)
+    except ProtocolError:
+        try:
+            return str(bytes(body[:200]), "utf-8")
+        except UnicodeError:
+            return "(binary reply)"
+    if isinstance(msg, dict):
+        for key in ("message", "errorMsg", "error"):
+            if key in msg:
+                return str(msg[key])
+    return str(msg)[:200]
+
+
+def transport(server, timeout, keepalive, cadata):
+    # The frozen `requests` (a connection per request) unless the connection should persist
+    # or the server's certificate be verified, which only iotlink's own client does.
+    if keepalive or cadata:
+        from iotlink.conn import Connection
+
+        return Connection(server, timeout, cadata)
+    import sys
+
+    return sys.modules[__name__]  # this module: request() and open() as above

@@ -1,46 +1,12 @@
 # ThingsBoard HTTP device API (access token in the path), as the server's code behaves.
 from iotlink import http
-from iotlink.errors import HTTPError, ProtocolError, ProvisionError
+from iotlink.errors import ProtocolError, ProvisionError
+from iotlink.http import check, transport
 
 # The server cuts every request at 30 s (503); poll for less and read a little longer.
 MAX_POLL_MS = 25000
 POLL_GRACE_S = 5
 _POLL_AGAIN = (408, 503, 504)
-
-
-def check(status, body):
-    # Raise HTTPError with the server's own message for any non-2xx reply.
-    if 200 <= status < 300:
-        return
-    raise HTTPError(status, error_message(body))
-
-
-def error_message(body):
-    # Error bodies come as JSON objects, quoted JSON strings, plain text or nothing.
-    if not body:
-        return ""
-    try:
-        msg = http.loads(body)
-    except ProtocolError:
-        try:
-            return str(bytes(body[:200]), "utf-8")
-        except UnicodeError:
-            return "(binary reply)"
-    if isinstance(msg, dict):
-        for key in ("message", "errorMsg", "error"):
-            if key in msg:
-                return str(msg[key])
-    return str(msg)[:200]
-
-
-def transport(server, timeout, keepalive, cadata):
-    # The frozen `requests` (a connection per request) unless the connection should persist
-    # or the server's certificate be verified, which only iotlink's own client does.
-    if keepalive or cadata:
-        from iotlink.conn import Connection
-
-        return Connection(server, timeout, cadata)
-    return http
 
 
 class ThingsBoard:
