@@ -169,9 +169,9 @@ def test_wrong_password_stops_before_any_board(server, pty_board, fleet, tmp_pat
 def test_credentials_from_environment(server, pty_board, fleet, monkeypatch, capsys):
     board = pty_board("b")
     server.rest.password = PASSWORD
-    monkeypatch.setenv("IOTLINK_TB_URL", server.url)
-    monkeypatch.setenv("IOTLINK_TB_USER", "tenant@thingsboard.org")
-    monkeypatch.setenv("IOTLINK_TB_PASSWORD", PASSWORD)
+    monkeypatch.setenv("IOTLINK_SERVER", server.url)
+    monkeypatch.setenv("IOTLINK_USER", "tenant@thingsboard.org")
+    monkeypatch.setenv("IOTLINK_PASSWORD", PASSWORD)
     fleet.path.write_text(f"name,port\npump-1,{board.port}\n")
     assert cli.main(["provision", str(fleet.path), "--poll", "0.2"]) == 0
     assert_no_secrets(capsys.readouterr().out, server.device("pump-1")["token"])

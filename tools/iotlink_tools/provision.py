@@ -1,8 +1,8 @@
 """Provision a fleet: every board in a CSV flashed, given its own token, and confirmed online.
 
   iotlink provision FLEET.csv --url https://tb.example.com --user me@example.com
-  (password from --password or $IOTLINK_TB_PASSWORD; URL and user also from $IOTLINK_TB_URL,
-  $IOTLINK_TB_USER)
+  (password from --password or $IOTLINK_PASSWORD; URL and user also from $IOTLINK_SERVER and
+  $IOTLINK_USER, the names `iotlink sim` reads too)
 
 FLEET.csv has a header row; only `name` is required:
 
@@ -395,10 +395,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     env = os.environ.get
     p.add_argument("fleet", type=Path, help="CSV file: name[,port][,type][,wifi_ssid][,wifi_password][,token][,label]")
     server = p.add_argument_group("server")
-    server.add_argument("--url", default=env("IOTLINK_TB_URL"), help="ThingsBoard URL ($IOTLINK_TB_URL)")
-    server.add_argument("--user", default=env("IOTLINK_TB_USER"), help="tenant user ($IOTLINK_TB_USER)")
-    server.add_argument("--password", default=env("IOTLINK_TB_PASSWORD"),
-                        help="tenant password ($IOTLINK_TB_PASSWORD; never printed)")
+    server.add_argument("--url", "--server", dest="url", default=env("IOTLINK_SERVER"),
+                        help="ThingsBoard URL ($IOTLINK_SERVER)")
+    server.add_argument("--user", default=env("IOTLINK_USER"), help="tenant user ($IOTLINK_USER)")
+    server.add_argument("--password", default=env("IOTLINK_PASSWORD"),
+                        help="tenant password ($IOTLINK_PASSWORD; never printed)")
     server.add_argument("--device-server", help="the URL boards use (default: --url)")
     server.add_argument("--profile", default="default", help="device profile (type) of new devices")
     server.add_argument("--provision-key", help="boards provision themselves with this device-profile key")
@@ -425,9 +426,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _check_options(args: argparse.Namespace) -> str | None:
     if not args.url:
-        return "give the server with --url or $IOTLINK_TB_URL"
+        return "give the server with --url or $IOTLINK_SERVER"
     if not args.user or args.password is None:
-        return "give the tenant account with --user/--password or $IOTLINK_TB_USER/$IOTLINK_TB_PASSWORD"
+        return "give the tenant account with --user/--password or $IOTLINK_USER/$IOTLINK_PASSWORD"
     if bool(args.provision_key) != bool(args.provision_secret):
         return "--provision-key and --provision-secret go together"
     if args.firmware:

@@ -109,14 +109,12 @@ class PtyBoard:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Power off: as abrupt as pulling the plug, so nothing on the board runs after it."""
         self._stopping.set()
         proc = self._proc
         if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            proc.kill()
+            proc.wait(timeout)
         for thread in self._threads:
             thread.join(timeout)
 
@@ -130,24 +128,9 @@ class PtyBoard:
     def running(self) -> bool:
         return bool(self._threads) and self._threads[0].is_alive()
 
-    def __enter__(self) -> "PtyBoard":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
     def console(self) -> str:
         """Everything the board printed since power-on (across reboots)."""
         return self.console_log.read_text(errors="replace")
-
-    def wait_console(self, text: str, timeout: float = 10.0) -> bool:
-        """Wait until the console shows text; whether it did."""
-        deadline = time.monotonic() + timeout
-        while text not in self.console():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
 
     # ---- threads ---------------------------------------------------------------------
     def _supervise(self) -> None:

@@ -268,13 +268,17 @@ def register(srv: "DevServer") -> None:
                 reply[key] = [{"ts": int(time.time() * 1000), "value": None}]
         return json_response(reply)
 
-    def save_attributes(req: Request) -> Response:
+    def device_and_scope(req: Request, allowed: tuple) -> tuple[dict | None, str, Response | None]:
         row, refused = device_row(req.params["id"])
+        scope = req.params["scope"]
+        if refused is None and scope not in allowed:
+            refused = error(400, f"Invalid scope: {scope}", BAD_REQUEST_PARAMS)
+        return row, scope, refused
+
+    def save_attributes(req: Request) -> Response:
+        row, scope, refused = device_and_scope(req, WRITABLE_SCOPES)
         if refused:
             return refused
-        scope = req.params["scope"]
-        if scope not in WRITABLE_SCOPES:
-            return error(400, f"Invalid scope: {scope}", BAD_REQUEST_PARAMS)
         payload = body_object(req)
         if not payload:
             return error(400, "No attributes data found in request body!", BAD_REQUEST_PARAMS)
@@ -284,12 +288,9 @@ def register(srv: "DevServer") -> None:
         return empty(200)
 
     def read_attributes(req: Request) -> Response:
-        row, refused = device_row(req.params["id"])
+        row, scope, refused = device_and_scope(req, READABLE_SCOPES)
         if refused:
             return refused
-        scope = req.params["scope"]
-        if scope not in READABLE_SCOPES:
-            return error(400, f"Invalid scope: {scope}", BAD_REQUEST_PARAMS)
         keys = keys_arg(req)
         rows = srv.sql("SELECT key, value, last_update_ts FROM attributes WHERE device_id=? AND scope=? "
                        "ORDER BY key", (row["id"], scope))
@@ -297,12 +298,10 @@ def register(srv: "DevServer") -> None:
                               for r in rows if keys is None or r["key"] in keys])
 
     def delete_attributes(req: Request) -> Response:
-        row, refused = device_row(req.params["id"])
+        row, scope, refused = device_and_scope(req, READABLE_SCOPES)
         if refused:
             return refused
-        scope, keys = req.params["scope"], keys_arg(req)
-        if scope not in READABLE_SCOPES:
-            return error(400, f"Invalid scope: {scope}", BAD_REQUEST_PARAMS)
+        keys = keys_arg(req)
         if not keys:
             return error(400, "Required request parameter 'keys' is not present", BAD_REQUEST_PARAMS)
         if scope == "SHARED_SCOPE":  # the device hears {"deleted": [...]}
