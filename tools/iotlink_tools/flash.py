@@ -144,10 +144,10 @@ def bootsel_board_id(drive: Path) -> str | None:
     return ""
 
 
-def bootsel_drives(candidates: list[Path] | None = None) -> list[Path]:
+def bootsel_drives() -> list[Path]:
     """The mounted drives of Raspberry Pi boards waiting in BOOTSEL mode."""
     ids = set(filter(None, RP2_FAMILIES.values()))
-    return [d for d in (mount_points() if candidates is None else candidates) if bootsel_board_id(d) in ids]
+    return [d for d in mount_points() if bootsel_board_id(d) in ids]
 
 
 def enter_bootsel(port: str) -> None:
