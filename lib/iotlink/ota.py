@@ -69,7 +69,7 @@ class Updater:
         self._sink = None
 
     # ---- what runs, and telling the server ---------------------------------------------
-    def running(self, state, prefix):
+    def _running(self, state, prefix):
         # [title, version] of what runs: a new app on trial counts as running.
         job = state.get("job")
         if job and job["kind"] == prefix and job["phase"] == "trial":
@@ -134,7 +134,7 @@ class Updater:
                 job = None
         current = {}
         for prefix, _ in PREFIXES:
-            run = self.running(state, prefix)
+            run = self._running(state, prefix)
             if run:
                 current["current_%s_title" % prefix] = run[0]
                 current["current_%s_version" % prefix] = run[1]
@@ -167,7 +167,7 @@ class Updater:
         if title is None or version is None:
             return None
         to = [str(title), str(version)]  # a version set through the REST API may be a number
-        if to == self.running(state, prefix) or to == state.get("refused", {}).get(prefix):
+        if to == self._running(state, prefix) or to == state.get("refused", {}).get(prefix):
             return None
         key = (prefix, to[0], to[1])
         tries = self._tries.get(key, 0)
