@@ -60,8 +60,19 @@ def parse_telemetry(payload: Any, server_ts: int) -> list[tuple[int, dict]]:
 def register(srv: "DevServer") -> None:
     r = srv.router
 
-    def device_or_401(req: Request) -> dict | None:
-        return srv.device_by_token(req.params["token"])
+    def for_device(handler):
+        """handler(req, dev): 401 with an empty body first, for a token no device has."""
+        def wrapped(req: Request) -> Response:
+            dev = srv.device_by_token(req.params["token"])
+            return empty(401) if dev is None else handler(req, dev)
+        return wrapped
+
+    def with_json(handler):
+        """handler(req, dev, payload): also 500 with the parser's message for bad JSON."""
+        def wrapped(req: Request, dev: dict) -> Response:
+            payload, error = body_json(req)
+            return error or handler(req, dev, payload)
+        return for_device(wrapped)
 
     def body_json(req: Request):
         """(payload, None) or (None, error response) for a JSON syntax error."""
@@ -73,13 +84,8 @@ def register(srv: "DevServer") -> None:
     def async_cap_s() -> float:
         return srv.async_timeout_ms / 1000
 
-    def post_telemetry(req: Request) -> Response:
-        dev = device_or_401(req)
-        if dev is None:
-            return empty(401)
-        payload, error = body_json(req)
-        if error:
-            return error
+    @with_json
+    def post_telemetry(req: Request, dev: dict, payload) -> Response:
         if payload == []:
             # The server never completes an empty array: the request dies at the async cap.
             srv.wait_for(lambda: False, async_cap_s())
@@ -92,13 +98,8 @@ def register(srv: "DevServer") -> None:
             srv.store_telemetry(dev["id"], ts, values)
         return empty(200)
 
-    def post_attributes(req: Request) -> Response:
-        dev = device_or_401(req)
-        if dev is None:
-            return empty(401)
-        payload, error = body_json(req)
-        if error:
-            return error
+    @with_json
+    def post_attributes(req: Request, dev: dict, payload) -> Response:
         if not isinstance(payload, dict):
             return empty(500)
         srv.save_attributes(dev["id"], "CLIENT_SCOPE", _flat_values(payload))
@@ -111,10 +112,8 @@ def register(srv: "DevServer") -> None:
         # Split on commas with no trimming; repeated parameters also work.
         return [k for v in values for k in v.split(",") if k]
 
-    def get_attributes(req: Request) -> Response:
-        dev = device_or_401(req)
-        if dev is None:
-            return empty(401)
+    @for_device
+    def get_attributes(req: Request, dev: dict) -> Response:
         client_keys, shared_keys = keys_arg(req, "clientKeys"), keys_arg(req, "sharedKeys")
         reply = {}
         sections = []
@@ -140,10 +139,7 @@ def register(srv: "DevServer") -> None:
             return 0, json_response({"status": 400, "message": "Invalid timeout", "errorCode": 31}, 400)
         return (ms or DEFAULT_POLL_MS) / 1000, None
 
-    def long_poll(req: Request, wait) -> Response:
-        dev = device_or_401(req)
-        if dev is None:
-            return empty(401)
+    def long_poll(req: Request, dev: dict, wait) -> Response:
         timeout_s, error = poll_timeout(req)
         if error:
             return error
@@ -155,16 +151,16 @@ def register(srv: "DevServer") -> None:
             return empty(503 if capped else 408)
         return json_response(result)
 
-    def attribute_updates(req: Request) -> Response:
-        return long_poll(req, srv.wait_attribute_update)
+    @for_device
+    def attribute_updates(req: Request, dev: dict) -> Response:
+        return long_poll(req, dev, srv.wait_attribute_update)
 
-    def get_rpc(req: Request) -> Response:
-        return long_poll(req, lambda dev_id, t: srv.wait_for(lambda: srv.next_rpc(dev_id), t))
+    @for_device
+    def get_rpc(req: Request, dev: dict) -> Response:
+        return long_poll(req, dev, lambda dev_id, t: srv.wait_for(lambda: srv.next_rpc(dev_id), t))
 
-    def reply_rpc(req: Request) -> Response:
-        dev = device_or_401(req)
-        if dev is None:
-            return empty(401)
+    @for_device
+    def reply_rpc(req: Request, dev: dict) -> Response:
         if len(req.body) > RPC_BODY_LIMIT:
             return text_response('"Payload too large"', 413, "application/json")
         if not req.body:
@@ -177,13 +173,8 @@ def register(srv: "DevServer") -> None:
         srv.answer_rpc(dev["id"], rpc_id, req.body)  # unknown or stale ids are dropped
         return empty(200)
 
-    def client_rpc(req: Request) -> Response:
-        dev = device_or_401(req)
-        if dev is None:
-            return empty(401)
-        payload, error = body_json(req)
-        if error:
-            return error
+    @with_json
+    def client_rpc(req: Request, dev: dict, payload) -> Response:
         if not isinstance(payload, dict) or "method" not in payload or "params" not in payload:
             return empty(500)
         handler = srv.client_rpc_handlers.get(payload["method"])
@@ -193,10 +184,8 @@ def register(srv: "DevServer") -> None:
             return empty(503)
         return text_response(json.dumps(handler(dev, payload["params"])), 200)
 
-    def claim(req: Request) -> Response:
-        dev = device_or_401(req)
-        if dev is None:
-            return empty(401)
+    @for_device
+    def claim(req: Request, dev: dict) -> Response:
         payload = {}
         if req.body:
             payload, error = body_json(req)
@@ -242,10 +231,8 @@ def register(srv: "DevServer") -> None:
                                          "credentialsType": "ACCESS_TOKEN", "status": "SUCCESS"}), 200)
 
     def package_chunk(kind: str):
-        def handler(req: Request) -> Response:
-            dev = device_or_401(req)
-            if dev is None:
-                return empty(401)
+        @for_device
+        def handler(req: Request, dev: dict) -> Response:
             pkg = srv.assigned_package(dev["id"], kind)
             if pkg is None:
                 return empty(404)
