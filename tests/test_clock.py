@@ -16,7 +16,8 @@ out(clock.now_ms())
 """)
     before, synced, now = run.results
     assert before is None and synced is True
-    assert abs(now - time.time() * 1000) < 3000  # the Date header has second precision
+    # Date has whole seconds; watching it turn places the clock within a probe interval.
+    assert abs(now - time.time() * 1000) < 300
     assert server.exchanges[0].method == "HEAD"
 
 

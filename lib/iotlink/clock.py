@@ -93,20 +93,38 @@ def _keep_date(line, headers):
         headers["date"] = line[5:].strip()
 
 
-def sync_http(url, timeout=10):
-    # From the Date header of any reply of the server (second precision); True when set.
+def _server_seconds(url, timeout):
+    # The server's Date in unix seconds, or None.
     try:
         resp = http.open("HEAD", url, timeout=timeout, keep=_keep_date)
     except IotlinkError:
-        return False
+        return None
     resp.close()
     date = resp.headers.get("date")
-    if not date:
-        return False
     try:
-        set_unix_ms(parse_http_date(date.decode()) * 1000)
+        return parse_http_date(date.decode()) if date else None
     except ValueError:
+        return None
+
+
+def sync_http(url, timeout=10, probes=12):
+    # From the Date header of the server's replies; True when set. Date has whole seconds, so
+    # the server is asked again (every 100 ms, `probes` times at most) until its second turns:
+    # that moment is known to a round trip. If it does not turn, the middle of the second.
+    first = _server_seconds(url, timeout)
+    if first is None:
         return False
+    seconds = first
+    for _ in range(probes):
+        time.sleep_ms(100)
+        sent = _local_ms()
+        seconds = _server_seconds(url, timeout)
+        if seconds is None:
+            break
+        if seconds != first:
+            set_unix_ms(seconds * 1000 + (_local_ms() - sent) // 2)
+            return True
+    set_unix_ms(first * 1000 + 500)
     return True
 
 
