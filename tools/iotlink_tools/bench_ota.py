@@ -97,9 +97,13 @@ def run(server_url: str | None = None, size: int = 1 << 20, heapsize: str = "64k
             rest.create_device(name, token=TOKEN)
         files: dict[str, Path | bytes] = dict(app_files(mpy=True, build_dir=stack.enter_context(
             tempfile.TemporaryDirectory(prefix="ota-bench-mpy-"))))
-        padding = size - len(build(files)) - 1024  # a member header and padding of its own
-        files["assets/blob.bin"] = os.urandom(max(padding, 0))
-        package = build(files)
+        blob = max(size - len(build(files)), 0)
+        while True:  # tar pads to 10 KiB records: grow the data file until the package is `size`
+            files["assets/blob.bin"] = os.urandom(blob)
+            package = build(files)
+            if len(package) >= size:
+                break
+            blob += size - len(package)
         version = f"bench-{os.urandom(4).hex()}"
         upload(server_url, package, name, "iotlink", version, algorithm=algorithm)
 
