@@ -235,6 +235,7 @@ class Server(ThreadingHTTPServer):
         self.socket = ctx.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
     def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, name="devserver", daemon=True)
+        # Polling every 50 ms: stop() returns at once rather than after the default 0.5 s.
+        thread = threading.Thread(target=self.serve_forever, args=(0.05,), name="devserver", daemon=True)
         thread.start()
         return thread
