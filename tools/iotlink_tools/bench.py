@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from . import FAKES, LIB, REPO
-from . import bench_loop, bench_ota
+from . import bench_heap, bench_loop, bench_ota
 from .devserver import DevServer
 from .mpy import compile_library
 from .tlsutil import make_pki
@@ -178,7 +178,7 @@ def print_rates(title: str, rates: dict[str, float]) -> None:
         print(f"  {name:40s} {rate:10.1f} {rate / base:8.2f}")
 
 
-def run_all(n: int) -> dict:
+def run_all(n: int, heap_minutes: float) -> dict:
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -192,6 +192,7 @@ def run_all(n: int) -> dict:
         results["library RAM and size"] = import_ram(work)
     results["smallest heap for 1000 loop iterations, .mpy (KiB)"] = bench_loop.smallest_heap_kb()
     results["OTA: 1 MiB package in a 64 KiB heap"] = bench_ota.run()
+    results["heap over a long run, an RPC a second"] = bench_heap.run(heap_minutes)
     return results
 
 
@@ -199,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="make bench", description=__doc__)
     p.add_argument("--points", type=int, default=1000, help="telemetry points per throughput row")
     p.add_argument("--json", type=Path, default=REPO / "build" / "bench.json")
+    p.add_argument("--heap-minutes", type=float, default=10, help="length of the heap-growth run")
     args = p.parse_args(argv)
-    results = run_all(args.points)
+    results = run_all(args.points, args.heap_minutes)
     print_rates("Telemetry over HTTP (local devserver)", results["telemetry over HTTP"])
     print_rates("Telemetry over TLS (local devserver, ECDSA P-256)", results["telemetry over TLS"])
     heap = results["heap per telemetry send (bytes)"]
@@ -216,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nOTA: {ota['package_bytes']} bytes in {ota['chunks']} chunks at {ota['throughput_kib_s']} KiB/s, "
           f"{ota['algorithm']}; heap {ota['heap_before_update_bytes']} before, peak {ota['heap_peak_bytes']} "
           f"(heapsize {ota['heapsize']}), {ota['fw_state']}")
+    heap = results["heap over a long run, an RPC a second"]
+    print(f"\nHeap over {heap['minutes']} minutes, {heap['rpcs']} RPCs (one a second): free heap at its lowest "
+          f"{heap['mem_free_min_first_minute']} bytes in the first minute, {heap['mem_free_min_last_minute']} "
+          f"in the last ({heap['growth_bytes']} bytes of growth), {heap['boots']} boot(s)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
     print(f"\nfigures saved to {args.json}")
