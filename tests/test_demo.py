@@ -11,13 +11,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_sim import IOTLINK, alive, children, wait_until
+from test_sim import IOTLINK, alive, children, ctrl_c_works, wait_until
 
 
 def test_demo_shows_telemetry_and_stops_cleanly_on_ctrl_c(tmp_path):
     demo = subprocess.Popen([IOTLINK, "demo", "--port", "0", "--interval", "1", "--dir", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "COLUMNS": "200"})
+                            env={**os.environ, "COLUMNS": "200"}, preexec_fn=ctrl_c_works)
     try:
         lines = []
         for line in demo.stdout:

@@ -33,6 +33,12 @@ def wait_until(predicate, timeout=10.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def ctrl_c_works() -> None:
+    """preexec_fn for a tool a test stops with SIGINT: a shell's background job starts with
+    SIGINT ignored, and a child inherits that, so the test would wait for nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -184,7 +190,8 @@ def test_sim_runs_a_fleet_that_reports_to_one_server(server, tmp_path):
     with open(console, "w") as out:
         sim = subprocess.Popen([IOTLINK, "sim", "--server", server.url, "--tokens", str(fleet), "--count", "3",
                                 "--interval", "1", "--pins", "23=23", "--dir", str(tmp_path / "boards")],
-                               stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"})
+                               stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"},
+                               preexec_fn=ctrl_c_works)
     try:
         def all_reported():
             return all("uptime_s" in server.latest_telemetry(d["id"]) for d in devices[:3])
