@@ -33,11 +33,11 @@ from pathlib import Path
 from .vboard import REBOOT_STATUS, _die_with_host, board_env, micropython_command
 
 # Runs as `micropython -c`: boot.py, then main.py, as a board does; an exception in either is
-# printed. Then the REPL, which the unix port enters after -c when MICROPYINSPECT is set; but a
+# printed. Then the REPL, which the unix port enters after -c when MICROPYINSPECT is set (in the
+# environment from the start, so a Ctrl-C on the very first line still lands in the REPL); but a
 # SystemExit (machine.reset() and the like) must end the process, so it unsets it first.
 BOOT_SEQUENCE = """\
 import os, sys
-os.putenv("MICROPYINSPECT", "1")
 try:
     for _name in ("boot.py", "main.py"):
         try:
@@ -83,7 +83,7 @@ class PtyBoard:
         self.console_log = Path(console_log or self.folder.with_name(self.folder.name + ".console.log"))
         self.pin_log = Path(pin_log or self.folder.with_name(self.folder.name + ".pins.jsonl"))
         self.command = micropython_command(heapsize) + ["-c", BOOT_SEQUENCE]
-        self.env = board_env(self.pin_log, wifi, env)
+        self.env = board_env(self.pin_log, wifi, {"MICROPYINSPECT": "1", **(env or {})})
         self.boots = 0
         self.returncode: int | None = None
         self.port: str | None = None
