@@ -15,9 +15,10 @@ MAX_BODY = 8192  # default cap on a response body held in RAM
 # Only the headers iotlink acts on are kept, their values as raw bytes (int() and .strip() take
 # them as they are), so a server cannot fill the heap with headers. Looked up by name length
 # first: the other headers cost no allocation at all.
-_KEPT_HEADERS = {}
-for _name in ("content-length", "retry-after", "connection", "transfer-encoding"):
-    _KEPT_HEADERS[len(_name)] = (_name, _name.encode())
+_KEPT_HEADERS = {
+    len(name): (name, name.encode())
+    for name in ("content-length", "retry-after", "connection", "transfer-encoding")
+}
 TIMEOUT_ERRNOS = (errno.ETIMEDOUT, errno.EAGAIN)
 JSON_HEADERS = {"Content-Type": "application/json"}
 
