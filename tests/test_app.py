@@ -271,22 +271,96 @@ def test_telemetry_queued_while_the_server_is_down_arrives_later_oldest_first(tm
         board.stop()
     sent = records([b for b in telemetry(second) if isinstance(b, list)])
     assert len(sent) >= before_reboot + 2
-    # Oldest first: the boot before the power cut, then the one after (its uptime starts again).
-    # Within a boot the stamps rise; across boots they may not, by up to a second: without NTP
-    # each boot sets its clock from the server's Date header, which has whole seconds.
+    # Oldest first: the boot before the power cut, then the one after (its uptime starts again),
+    # the stamps rising across both.
     boots = []
     for r in sent:
         if not boots or r["values"]["uptime_s"] < boots[-1][-1]["values"]["uptime_s"]:
             boots.append([])
         boots[-1].append(r)
     assert len(boots) == 2 and len(boots[0]) >= before_reboot
-    for boot in boots:
-        assert [r["ts"] for r in boot] == sorted(r["ts"] for r in boot)
     stamps = [r["ts"] for r in sent]
+    assert stamps == sorted(set(stamps))
     assert all(ts < down_until for ts in stamps[:before_reboot + 2])  # when read, not when sent
     assert all(set(r["values"]) == {"uptime_s", "mem_free"} for r in sent)
     stored = {ts for ts, key, _ in second.telemetry("test-device", "uptime_s")}
     assert set(stamps) <= stored
+
+
+# Numbers every reading, the count on flash first: the order the server stores them in shows.
+NUMBERED_SENSORS = """
+import os
+try:
+    with open("seq") as f:
+        seq = int(f.read())
+except (OSError, ValueError):
+    seq = 0
+
+def read():
+    global seq
+    seq += 1
+    with open("seq.new", "w") as f:
+        f.write(str(seq))
+    os.rename("seq.new", "seq")
+    return {"seq": seq}
+"""
+
+
+def readings(folder):
+    return int((folder / "seq").read_text()) if (folder / "seq").exists() else 0
+
+
+def stored_seq(server):
+    return [value for _, _, value in server.telemetry("test-device", "seq")]
+
+
+def all_delivered(server, folder):
+    """How many readings were taken, once the server has every one of them."""
+    taken = readings(folder)
+    return len(stored_seq(server)) == taken and taken
+
+
+def test_a_boot_whose_clock_is_set_behind_the_last_stamp_still_stamps_after_it(server, device, tmp_path):
+    folder = flash(tmp_path, config(server, interval_s=0.3), NUMBERED_SENSORS)
+    with Board(folder) as board:
+        wait_until(lambda: len(server.telemetry("test-device", "seq")) >= 3, 15, "the first boot's readings")
+    server.clock_skew_s = -30  # the next boot sets its clock from a Date half a minute behind
+    with Board(folder) as board:
+        wait_until(lambda: readings(folder) >= 8 and all_delivered(server, folder), 20, "the second boot's readings")
+    stored = stored_seq(server)  # in order of their stamps: the order they were read in
+    assert stored == list(range(1, len(stored) + 1))
+    assert all("ts" in r for r in records(telemetry(server)))
+    shift = re.search(r"clock: (\d+) ms behind the last stamp", board.console())
+    assert shift and 29_000 < int(shift.group(1)) < 31_000
+
+
+def test_readings_of_a_boot_that_died_before_its_clock_was_set_are_placed_in_order(tmp_path):
+    db = str(tmp_path / "server.sqlite")
+    server = DevServer(port=0, db=db, async_timeout_ms=3000).start()
+    server.add_device("test-device", TOKEN)
+    port = server.port
+    folder = flash(tmp_path, config(server, interval_s=0.3), NUMBERED_SENSORS)
+    try:
+        with Board(folder) as board:
+            wait_until(lambda: len(server.telemetry("test-device", "seq")) >= 3, 15, "readings with a clock")
+    finally:
+        server.stop()
+    with Board(folder) as board:  # no server, so no clock: readings carry their uptime only
+        first_dead = readings(folder) + 1
+        wait_until(lambda: queued(board) >= 4, 20, "readings queued without a clock")
+    last_dead = readings(folder)  # and the power goes before the clock was ever set
+    server = DevServer(port=port, db=db, async_timeout_ms=3000).start()
+    try:
+        with Board(folder) as board:
+            wait_until(lambda: readings(folder) > last_dead and all_delivered(server, folder), 20, "the queue sent")
+        sent = records(telemetry(server))
+    finally:
+        server.stop()
+    stored = stored_seq(server)  # in order of their stamps: the order they were read in
+    assert stored == list(range(1, len(stored) + 1)) and len(stored) > last_dead
+    assert all("ts" in r for r in sent)  # placed on the board, none left for the server to stamp
+    dead = [r["ts"] for r in sent if first_dead <= r["values"]["seq"] <= last_dead]
+    assert len(dead) == last_dead - first_dead + 1 and dead == sorted(set(dead))
 
 
 def test_interval_follows_the_shared_attribute(server, device, tmp_path):

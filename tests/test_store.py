@@ -146,3 +146,25 @@ while s.pending:
 out([sum(len(b) for b in seen), seen[0][0], seen[-1][-1]])
 """, max_bytes=131072, heapsize="48K")
     assert run.result == [600, 0, 599]
+
+
+def test_batches_read_on_from_a_cursor_and_the_mark_is_kept_with_the_head(mp):
+    board(mp, "for i in range(7):\n    s.append(rec(i))")
+    run = board(mp, """
+seen = []
+cursor = None
+while True:
+    records, cursor = s.batch(3, after=cursor)
+    if not records:
+        break
+    seen.append([r["values"]["n"] for r in records])
+out(seen)
+out(s.pending)
+out(s.mark)
+records, cursor = s.batch(2)
+s.mark = [1700000000001, 77, 5]
+s.commit(cursor)
+""")
+    assert run.results == [[[0, 1, 2], [3, 4, 5], [6]], 7, None]  # reading on commits nothing
+    run = board(mp, "out(s.mark)\nout(take())")
+    assert run.results == [[1700000000001, 77, 5], [2, 3, 4, 5, 6]]

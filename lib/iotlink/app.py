@@ -23,6 +23,7 @@ from iotlink.errors import HTTPError, IotlinkError, ProvisionError
 from iotlink.rpc import Dispatcher
 from iotlink.store import Store
 from iotlink.thingsboard import MAX_POLL_MS, ThingsBoard
+from iotlink.timeline import Timeline
 
 RESTART_DELAY_S = 30  # after an error nothing else caught: reset the board this much later
 CONFIG_RETRY_S = 10  # a missing or broken config.json is read again this often
@@ -36,8 +37,6 @@ CLOCK_RESYNC_MS = 24 * 3600 * 1000  # set the clock again this often (drift)
 # often. Short: until then records carry only their uptime, and a power cut leaves them unplaced.
 CLOCK_RETRY_MS = 15 * 1000
 UNSTAMPED_AFTER_MS = 60 * 1000  # no clock after this long: send records for the server to stamp
-BATCH_RECORDS = 50
-BATCH_BYTES = 4096
 # 4xx that say "this request is wrong", not "try later": a batch that gets one is dropped.
 _REFUSED = (401, 403)
 _RETRY = (408, 429)
@@ -151,7 +150,7 @@ class App:
         self.last_rpc = None  # (request, reply): ThingsBoard delivers an unanswered RPC again
         self.failures = 0
         self.retry_at = None  # ticks before which the server is left alone
-        self.boot = random.getrandbits(24)  # tells this boot's records from older ones
+        self.timeline = Timeline(random.getrandbits(24), self.store)
         now = time.ticks_ms()
         self.up_ms = 0
         self.up_ticks = now
@@ -267,7 +266,7 @@ class App:
         elif time.ticks_diff(time.ticks_ms(), self.next_attributes) >= 0:
             self.read_attributes()
         elif self.store.pending and (clock.synced() or self.uptime_ms() > UNSTAMPED_AFTER_MS):
-            # Records read before the clock was set get their time at sending (stamped()):
+            # Records read before the clock was set get their time at sending (timeline.py):
             # hold them until it is set, unless the server never gives a time.
             self.flush()
         else:
@@ -287,6 +286,7 @@ class App:
         self.clock_failed = not clock.sync(self.cfg["server"], timeout=self.timeout_s)
         if not self.clock_failed:
             print("clock: set")
+            self.timeline.clock_set(clock.now_ms(), self.uptime_ms())
             self.next_clock = time.ticks_add(time.ticks_ms(), CLOCK_RESYNC_MS)
 
     def healthy(self):
@@ -353,13 +353,13 @@ class App:
 
     def collect(self, now):
         # Time for telemetry: read it now, whatever the server's state. Before the clock is set
-        # a record carries this boot's uptime instead of its time (see stamped()).
+        # a record carries this boot's uptime instead of its time (timeline.py places it).
         values = self.values()
         ts = clock.now_ms()
         if ts is None:
-            record = {"boot": self.boot, "up": self.uptime_ms(), "values": values}
+            record = {"boot": self.timeline.boot, "up": self.uptime_ms(), "values": values}
         else:
-            record = {"ts": ts, "values": values}
+            record = {"ts": self.timeline.stamp(ts, self.uptime_ms()), "values": values}
         # On flash before anything is sent: a power cut mid-request loses nothing. (One small
         # append per reading; littlefs spreads the wear.)
         self.queue(record)
@@ -367,16 +367,6 @@ class App:
         self.next_send = time.ticks_add(self.next_send, self.interval_ms)
         if time.ticks_diff(self.next_send, now) <= 0:  # fell behind: no burst to catch up
             self.next_send = time.ticks_add(now, self.interval_ms)
-
-    def stamped(self, record):
-        # The record as ThingsBoard takes it. One read before the clock was set gets its time
-        # back from the uptime, if it is from this boot; else the server stamps it on arrival.
-        if "ts" in record:
-            return record
-        now = clock.now_ms()
-        if now is None or record.get("boot") != self.boot:
-            return record["values"]
-        return {"ts": now - (self.uptime_ms() - record["up"]), "values": record["values"]}
 
     def queue(self, record):
         try:
@@ -386,15 +376,21 @@ class App:
             print("queue: record lost (%s)" % e)
 
     def flush(self):
-        records, cursor = self.store.batch(BATCH_RECORDS, BATCH_BYTES)
+        records, cursor = self.store.batch()
+        state = self.timeline.sent
+        for i, record in enumerate(records):  # as ThingsBoard takes them, in place
+            ts, state = self.timeline.place(record, state)
+            records[i] = record["values"] if ts is None else {"ts": ts, "values": record["values"]}
         try:
-            self.client.send_telemetry([self.stamped(r) for r in records])
+            self.client.send_telemetry(records)
         except HTTPError as e:
             if e.status < 400 or e.status >= 500 or e.status in _REFUSED + _RETRY:
                 raise
             # The server will never take this batch (400, 413...): don't let it block the rest.
             self.store.dropped += len(records)
             print("queue: server refused %d records (HTTP %d): dropped" % (len(records), e.status))
+        self.timeline.sent = state
+        self.store.mark = list(state)
         self.store.commit(cursor)
         print("queue: sent %d, %d left" % (len(records), self.store.pending))
 

@@ -5,8 +5,9 @@
 # framed as magic byte, length, CRC32, JSON payload, so a record torn by a power cut is
 # recognised and lost alone: reading stops at it, and appending resumes in a new segment. A
 # small `head` file (replaced atomically) says where the unsent records start and how many were
-# dropped; it is written only when a batch was acknowledged or a segment evicted. When the queue
-# is full the oldest segment goes and its records are counted in `dropped`. RAM use is one batch.
+# dropped; it is written only when a batch was acknowledged or a segment evicted, and carries the
+# caller's `mark` (a small JSON value about what was sent) with it. When the queue is full the
+# oldest segment goes and its records are counted in `dropped`. RAM use is one batch.
 import binascii
 import json
 import os
@@ -30,7 +31,7 @@ class Store:
         except OSError:
             pass  # already there
         segments = self._segments()
-        self.head_seg, self.head_off, self.dropped = self._load_head(segments[0] if segments else 1)
+        self.head_seg, self.head_off, self.dropped, self.mark = self._load_head(segments[0] if segments else 1)
         for n in segments:
             if n < self.head_seg:  # sent, but the board stopped before deleting it
                 self._remove(n)
@@ -68,14 +69,14 @@ class Store:
         try:
             with open(self.root + "/head") as f:
                 head = json.loads(f.read())
-            return int(head["seg"]), int(head["off"]), int(head["dropped"])
+            return int(head["seg"]), int(head["off"]), int(head["dropped"]), head.get("mark")
         except (OSError, ValueError, KeyError, TypeError):
             # No head yet (or unreadable): start at the oldest segment. At worst records that were
             # sent go again, with their own ts, which the server stores once.
-            return first, 0, 0
+            return first, 0, 0, None
 
     def _save_head(self):
-        head = {"seg": self.head_seg, "off": self.head_off, "dropped": self.dropped}
+        head = {"seg": self.head_seg, "off": self.head_off, "dropped": self.dropped, "mark": self.mark}
         write_atomic(self.root + "/head", json.dumps(head).encode())
 
     def _read_frame(self, f):
@@ -135,12 +136,13 @@ class Store:
         self.write_size += len(frame)
         self.pending += 1
 
-    def batch(self, max_records=50, max_bytes=4096):
+    def batch(self, max_records=50, max_bytes=4096, after=None):
         # The oldest unsent records (at most max_records, about max_bytes of JSON) and a cursor
         # for commit(). Nothing is removed until commit(cursor), after the server took them.
+        # after: the cursor of a batch read before, to read the records that follow it.
         records = []
         size = 0
-        seg, off = self.head_seg, self.head_off
+        seg, off = after[:2] if after else (self.head_seg, self.head_off)
         while len(records) < max_records:
             full = False
             try:

@@ -116,6 +116,15 @@ class DevServer:
     def url(self) -> str:
         return f"{self.scheme}://{self._server.server_address[0]}:{self.port}"
 
+    @property
+    def clock_skew_s(self) -> float:
+        """Seconds the server's Date header is off by (a server whose clock is wrong)."""
+        return self._server.clock_skew_s
+
+    @clock_skew_s.setter
+    def clock_skew_s(self, seconds: float) -> None:
+        self._server.clock_skew_s = seconds
+
     def start(self) -> "DevServer":
         self._thread = self._server.start()
         return self

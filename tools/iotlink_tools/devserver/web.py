@@ -134,6 +134,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):  # the server keeps its own exchange log
         pass
 
+    def date_time_string(self, timestamp=None):
+        # The Date header, from a clock that tests can set wrong, as a real server's may be.
+        if timestamp is None:
+            timestamp = time.time() + self.server.clock_skew_s
+        return super().date_time_string(timestamp)
+
     def _serve(self):
         url = urlsplit(self.path)
         headers = {k.lower(): v for k, v in self.headers.items()}
@@ -196,6 +202,7 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128  # boards open a connection per request: a short backlog drops SYNs
+    clock_skew_s = 0.0  # added to the time in the Date header
 
     def __init__(self, address, router: Router, record: Callable[[Exchange], None]):
         self.router = router
