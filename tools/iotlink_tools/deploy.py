@@ -3,9 +3,11 @@
   iotlink deploy PORT [--config board.json] [--mpy] [--reset]
 
 The board is driven like `mpremote resume`: Ctrl-C stops a running app, then the raw REPL, never a
-soft reset (so a virtual board on a pseudo-terminal works too). Each file is hashed on the board
-(hashlib there) and written only when it differs, then hashed again to verify the write. Modules
-left from an older app are removed. A config is checked on the board by the firmware's own
+soft reset (so a virtual board on a pseudo-terminal works too). Ctrl-C goes again while no prompt
+comes (an app that catches one, a board slow to stop); every wait is bounded, so a port where
+nothing answers fails within seconds. Each file is hashed on the board (hashlib there) and written
+only when it differs, then hashed again to verify the write. Modules left from an older app are
+removed. A config is checked on the board by the firmware's own
 `iotlink.config.check` before it is written, and its secrets (token, Wi-Fi password,
 provisioning secret) never appear in any output.
 """
@@ -30,6 +32,11 @@ from .vboard import FLASH_FILES, FLASH_PACKAGE
 CONFIG = "config.json"
 CHUNK = 1024  # bytes per write command: fewer round trips than mpremote's 256, small for any board
 READ_TIMEOUT_S = 5  # a board that stops answering fails the step instead of hanging it
+INTERRUPTS = 3  # Ctrl-C this often at most, each followed by a wait for the prompt
+PROMPT_WAIT_S = 2.0
+RAW_REPL_WAIT_S = 3.0  # from the prompt to the raw REPL's banner
+POLL_S = 0.05  # serial read timeout while waiting, so the waits above are kept to
+FRIENDLY_PROMPT = b">>> "
 Progress = Callable[[str], None]
 
 
@@ -45,7 +52,7 @@ def raw_repl(port: str) -> Iterator[SerialTransport]:
     except (TransportError, OSError) as exc:
         raise BoardError(f"cannot open {port}: {exc}") from None
     try:
-        transport.enter_raw_repl(soft_reset=False)
+        _enter_raw_repl(transport, port)
         yield transport
     except (TransportError, OSError) as exc:
         raise BoardError(f"{port}: {exc}") from None
@@ -54,6 +61,29 @@ def raw_repl(port: str) -> Iterator[SerialTransport]:
             transport.close()
         except OSError:
             pass  # the board went away (reset, bootloader)
+
+
+def _enter_raw_repl(board: SerialTransport, port: str) -> None:
+    """Stop what runs and enter the raw REPL, each step waited for within a bound."""
+    board.serial.timeout = POLL_S
+    try:
+        for _ in range(INTERRUPTS):
+            # Ctrl-C stops an app, Ctrl-B leaves a raw REPL an earlier session left open: either
+            # way the board ends at its friendly prompt.
+            board.serial.write(b"\r\x03\x02")
+            said = board.read_until(1, FRIENDLY_PROMPT, timeout=None, timeout_overall=PROMPT_WAIT_S)
+            if said.endswith(FRIENDLY_PROMPT):
+                break
+        else:
+            raise BoardError(f"{port}: no MicroPython prompt after {INTERRUPTS} Ctrl-C, "
+                             f"{PROMPT_WAIT_S:g} s each (is a MicroPython board on this port?)")
+        try:
+            board.enter_raw_repl(soft_reset=False, timeout_overall=RAW_REPL_WAIT_S)
+        except TransportError:
+            raise BoardError(f"{port}: the board answers but did not enter the raw REPL "
+                             f"within {RAW_REPL_WAIT_S:g} s") from None
+    finally:
+        board.serial.timeout = READ_TIMEOUT_S
 
 
 def run_detached(port: str, code: str) -> None:

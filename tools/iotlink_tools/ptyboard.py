@@ -4,9 +4,10 @@ What the host tools see is a serial port path (/dev/pts/N) that behaves like a U
 running MicroPython: at power-on it runs boot.py and main.py when they exist, then sits at the
 REPL; the raw REPL works (the unix port speaks it when stdin is a terminal), so mpremote drives
 it with `resume` (never a soft reset: that would end the unix process); Ctrl-C interrupts a
-running main.py; `machine.reset()` reboots it (the fake machine exits with status 75) on the same
-port, as a USB-UART bridge keeps its port across a reset; any other exit (machine.bootloader())
-powers it off and the port goes away.
+running main.py (at a system call, where the unix port takes it safely: _stop_where_interruptible);
+`machine.reset()` reboots it (the fake machine exits with status 75) on the same port, as a
+USB-UART bridge keeps its port across a reset; any other exit (machine.bootloader()) powers it
+off and the port goes away.
 
 Two pseudo-terminals make this work: the board's (micropython's controlling terminal, so the
 line discipline turns Ctrl-C into SIGINT exactly while the unix port is not reading the REPL) and
@@ -31,6 +32,8 @@ import tty
 from pathlib import Path
 
 from .vboard import REBOOT_STATUS, _die_with_host, board_env, micropython_command
+
+INTERRUPT = b"\x03"  # Ctrl-C
 
 # Runs as `micropython -c`: boot.py, then main.py, as a board does; an exception in either is
 # printed. Then the REPL, which the unix port enters after -c when MICROPYINSPECT is set (in the
@@ -180,7 +183,7 @@ class PtyBoard:
                 except (BlockingIOError, OSError):
                     continue
                 self._await_start()
-                _send(self._board, data)
+                self._forward(data)
 
     def _await_start(self, timeout: float = 10.0) -> None:
         """Hold input until the interpreter is up. It starts with SIGINT ignored and stops ignoring
@@ -190,14 +193,88 @@ class PtyBoard:
         while not self._stopping.is_set() and time.monotonic() < deadline:
             proc = self._proc
             if proc is not None and proc.poll() is None:  # else: not started yet, or rebooting
-                try:
-                    with open(f"/proc/{proc.pid}/status") as status:
-                        ignored = next(int(line.split()[1], 16) for line in status if line.startswith("SigIgn:"))
-                    if not ignored & (1 << (signal.SIGINT - 1)):
-                        return
-                except (OSError, StopIteration):
-                    pass
+                if _sigint(proc.pid, "SigIgn") is False:
+                    return
             time.sleep(0.01)
+
+    def _forward(self, data: bytes) -> None:
+        """Input to the board's terminal, each Ctrl-C at a moment the board can take it."""
+        *before_interrupts, rest = data.split(INTERRUPT)
+        for chunk in before_interrupts:
+            _send(self._board, chunk)
+            stopped = self._stop_where_interruptible()
+            try:
+                _send(self._board, INTERRUPT)
+            finally:
+                if stopped is not None:
+                    _signal(stopped, signal.SIGCONT)
+        _send(self._board, rest)
+
+    def _stop_where_interruptible(self, patience_s: float = 1.0) -> int | None:
+        """Stop the board's process where a Ctrl-C is safe; returns its pid, for the caller to
+        continue it once the Ctrl-C is in (the SIGINT is delivered there), or None if none runs.
+
+        The unix port raises KeyboardInterrupt straight from its SIGINT handler, wherever the
+        interpreter is: landing while it holds its qstr or GC lock leaves that lock taken, and the
+        board hangs at its next allocation (a deploy then cannot enter the raw REPL; mostly seen on
+        a loaded machine, where a board is still importing its app when the deploy interrupts it).
+        A real board raises it between bytecodes. The nearest safe point the host can see is a
+        system call (a sleep, a poll, a read): the process is stopped until it is in one, or at the
+        REPL (which takes Ctrl-C as a byte). A process that makes no system call for patience_s (a
+        busy loop) is interrupted wherever it is, as before."""
+        deadline = time.monotonic() + patience_s
+        while (proc := self._proc) is not None and proc.poll() is None:
+            if not _signal(proc.pid, signal.SIGSTOP):
+                return None
+            if _takes_interrupt(proc.pid, self._board_side) or time.monotonic() >= deadline:
+                return proc.pid
+            _signal(proc.pid, signal.SIGCONT)
+            time.sleep(0.002)
+        return None
+
+
+def _signal(pid: int, signum: int) -> bool:
+    try:
+        os.kill(pid, signum)
+        return True
+    except ProcessLookupError:  # it ended (a reboot): nothing to stop or continue
+        return False
+
+
+def _sigint(pid: int, field: str) -> bool | None:
+    """Whether SIGINT is in the process's signal set `field` (SigIgn, SigCgt of /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            mask = next(int(line.split()[1], 16) for line in status if line.startswith(field + ":"))
+    except (OSError, StopIteration):
+        return None
+    return bool(mask & (1 << (signal.SIGINT - 1)))
+
+
+def _takes_interrupt(pid: int, tty: int, timeout: float = 0.5) -> bool:
+    """Whether the stopped process pid takes a Ctrl-C on its terminal safely now: the terminal
+    passes it as a byte (the REPL is reading), or it becomes a SIGINT the interpreter catches
+    while the process waits in a system call."""
+    deadline = time.monotonic() + timeout
+    while True:  # SIGSTOP takes effect when the process next enters the kernel
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                state = stat.read().rpartition(")")[2].split()[0]
+        except OSError:
+            return False
+        if state == "T":
+            break
+        if state in "ZX" or time.monotonic() >= deadline:
+            return False
+        time.sleep(0.001)
+    if not termios.tcgetattr(tty)[3] & termios.ISIG:
+        return True
+    try:
+        with open(f"/proc/{pid}/syscall") as syscall:
+            waiting = syscall.read().split()[0] not in ("-1", "running")
+    except OSError:
+        return False
+    return waiting and bool(_sigint(pid, "SigCgt"))
 
 
 def _send(fd: int, data: bytes, patience_s: float = 1.0) -> None:
