@@ -245,6 +245,43 @@ def test_refused_provisioning_and_an_unknown_token_do_not_hammer_the_server(serv
     assert (tmp_path / "tok" / "queue").is_dir()  # telemetry meanwhile goes to the flash queue
 
 
+PROVISION = {"device_name": "pump-17", "key": "PROVISION-KEY", "secret": "PROVISION-SECRET"}
+
+
+def test_a_token_the_server_no_longer_knows_is_replaced_by_provisioning_again(server, tmp_path):
+    server.add_provision_profile("PROVISION-KEY", "PROVISION-SECRET")
+    server.add_device("pump-17", "OLD-TOKEN")
+    folder = flash(tmp_path, config(server, token="OLD-TOKEN", provision=PROVISION))
+
+    def new_device_telemetry():
+        try:
+            return server.telemetry("pump-17")
+        except DeviceNotFound:
+            return None
+
+    with Board(folder) as board:
+        wait_until(lambda: telemetry(server, "OLD-TOKEN"), 10, "telemetry with the old token")
+        server.delete_device("pump-17")  # an admin deleted it: the board's token is unknown now
+        wait_until(new_device_telemetry, 20, "telemetry from the device provisioned again")
+        wait_until(lambda: len(server.telemetry("pump-17")) >= 4, 10, "more of it")
+    token = server.device("pump-17")["token"]
+    assert token != "OLD-TOKEN" and json.loads((folder / "config.json").read_text())["token"] == token
+    assert [e.json()["deviceName"] for e in server.requests_to("/api/v1/provision")] == ["pump-17"]
+    assert "server: token refused; provisioning again" in board.console() and token not in board.console()
+
+
+def test_a_refused_token_whose_name_is_taken_waits_instead_of_hammering(server, tmp_path):
+    server.add_provision_profile("PROVISION-KEY", "PROVISION-SECRET")
+    server.add_device("pump-17", "CURRENT-TOKEN")  # someone else holds the name
+    with Board(flash(tmp_path, config(server, token="STALE-TOKEN", provision=PROVISION))) as board:
+        wait_until(console_has(board, "next try in 300 s"), 10)
+        time.sleep(2)
+        assert board.running
+    assert len(server.requests_to("/api/v1/provision")) == 1
+    assert "server: token refused; provisioning again" in board.console()
+    assert "refused: ProvisionError" in board.console()
+
+
 def test_telemetry_queued_while_the_server_is_down_arrives_later_oldest_first(tmp_path):
     db = str(tmp_path / "server.sqlite")
     first = DevServer(port=0, db=db, async_timeout_ms=3000).start()
@@ -257,6 +294,7 @@ def test_telemetry_queued_while_the_server_is_down_arrives_later_oldest_first(tm
         wait_until(lambda: queued(board) >= 2, 15, "records queued")
         before_reboot = queued(board)
         board.stop()  # and a power cut while the server is away: the queue is on flash
+        first_console = board.console()
         board = Board(folder).start()
         wait_until(lambda: queued(board) >= before_reboot + 2, 15, "more records queued after the reboot")
         down_until = time.time() * 1000
@@ -271,6 +309,7 @@ def test_telemetry_queued_while_the_server_is_down_arrives_later_oldest_first(tm
         board.stop()
     sent = records([b for b in telemetry(second) if isinstance(b, list)])
     assert len(sent) >= before_reboot + 2
+    assert all("ts" in r for r in sent), first_console + board.console()
     # Oldest first: the boot before the power cut, then the one after (its uptime starts again),
     # the stamps rising across both.
     boots = []

@@ -20,28 +20,50 @@ for r in store.batch()[0]:
     ts, state = t.place(r, state)
     placed.append(ts)
 out(placed)
-out(t.place({"boot": 3, "up": 300, "values": {}}, state)[0])  # no clock yet: the server stamps it
+out(t.place({"boot": 3, "up": 300, "values": {}}, state)[0])  # no clock yet: after the last, by uptime
 t.clock_set(1100, 500)  # a clock 0.7 s behind what the queue already holds
 out([t.start, t.stamp(1200, 600), t.stamp(1150, 650)])
 out(t.place({"boot": 3, "up": 300, "values": {}}, state)[0])
 """)
     newest, placed, unclocked, stamps, read_before_the_clock = run.results
     assert placed == [1000, 1100, 1200, 1250, 1280] and newest == 1280
-    assert unclocked is None
+    assert unclocked == 1280 + 300
     # This boot starts after the newest stamp; a clock moved back never repeats a stamp.
     assert stamps == [1281, 1281 + 600, 1281 + 601]
     assert read_before_the_clock == 1281 + 300
 
 
-def test_with_no_stamp_ever_a_dead_boot_is_left_for_the_server_and_the_mark_survives(mp):
+def test_with_no_stamp_ever_a_clockless_boot_is_left_for_the_server_and_a_bad_mark_is_ignored(mp):
     run = mp(SETUP + """
 t = Timeline(9, store)
 out(t.newest)
 out(t.place({"boot": 4, "up": 10, "values": {}}, t.sent)[0])
-store.mark = [5000, 4, 4000]
+store.mark = {"sent": [5000, 4, 4000], "clocks": []}
 t = Timeline(9, store)
 out([t.newest, t.place({"boot": 4, "up": 10, "values": {}}, t.sent)[0]])
-store.mark = ["garbage", None]
-out(Timeline(9, store).newest)
+for bad in (["garbage", None], {"sent": [None, 1, 2], "clocks": [[1]]}, {"sent": "x", "clocks": 7}):
+    store.mark = bad
+    out(Timeline(9, store).newest)
 """)
-    assert run.results == [0, None, [5000, 5001], 0]
+    assert run.results == [0, None, [5000, 5001], 0, 0, 0]
+
+
+def test_early_readings_of_a_boot_that_had_a_clock_keep_their_time_after_a_power_cut(mp):
+    mp(SETUP + """
+store.append({"boot": 5, "up": 700, "values": {}})  # read before the clock was set
+t = Timeline(5, store)
+store.append({"ts": t.stamp(1_700_000_002_000, 2_000), "values": {}})
+""")  # and the power goes before anything was sent
+    run = mp(SETUP + """
+out(store.mark)
+t = Timeline(6, store)
+state = t.sent
+placed = []
+for r in store.batch()[0]:
+    ts, state = t.place(r, state)
+    placed.append(ts)
+out(placed)
+""")
+    mark, placed = run.results
+    assert mark == {"sent": [0, None, 0], "clocks": [[5, 1_700_000_000_000]]}
+    assert placed == [1_700_000_000_700, 1_700_000_002_000]

@@ -36,7 +36,7 @@ CLOCK_RESYNC_MS = 24 * 3600 * 1000  # set the clock again this often (drift)
 # Not set though the server answers (no NTP, a Date lost to a bad network): try again this
 # often. Short: until then records carry only their uptime, and a power cut leaves them unplaced.
 CLOCK_RETRY_MS = 15 * 1000
-UNSTAMPED_AFTER_MS = 60 * 1000  # no clock after this long: send records for the server to stamp
+UNSTAMPED_AFTER_MS = 60 * 1000  # no clock after this long: send records placed without one
 # 4xx that say "this request is wrong", not "try later": a batch that gets one is dropped.
 _REFUSED = (401, 403)
 _RETRY = (408, 429)
@@ -150,6 +150,7 @@ class App:
         self.last_rpc = None  # (request, reply): ThingsBoard delivers an unanswered RPC again
         self.failures = 0
         self.retry_at = None  # ticks before which the server is left alone
+        self.token_refused = False  # a 401 with provisioning keys: ask for a new token
         self.timeline = Timeline(random.getrandbits(24), self.store)
         now = time.ticks_ms()
         self.up_ms = 0
@@ -216,6 +217,14 @@ class App:
         except (OSError, config.ConfigError) as e:
             print("provision: token NOT saved (%s); it lasts until the next reset" % e)
 
+    def renew_token(self):
+        # The server refused our token (the device was deleted, its credentials changed): the
+        # provisioning keys ask for a new one. Refused again, recover() waits long between tries.
+        print("server: token refused; provisioning again")
+        self.provision()
+        self.client.use_token(self.cfg["token"])
+        self.token_refused = False
+
     def request_token(self):
         # ThingsBoard: provisioning with the config's key and secret; thethings.iO: activation.
         if self.cfg["platform"] == "thethings":
@@ -258,6 +267,8 @@ class App:
     def step(self):
         # One piece of work, most urgent first; True when the server answered.
         self.ensure_wifi()
+        if self.token_refused:
+            self.renew_token()
         if time.ticks_diff(time.ticks_ms(), self.next_clock) >= 0:
             self.sync_clock()
         if self.start_tasks:
@@ -303,9 +314,12 @@ class App:
         # The one place that decides what a failure means and when to try again.
         if isinstance(e, MemoryError):
             gc.collect()
-        if (isinstance(e, HTTPError) and e.status in _REFUSED) or isinstance(
-            e, (ProvisionError, config.ConfigError)
-        ):
+        refused = isinstance(e, HTTPError) and e.status in _REFUSED
+        # 401 (unknown token) or 403 (device deleted): with provisioning keys, a new device.
+        if refused and self.cfg["platform"] == "thingsboard" and self.cfg.get("provision"):
+            self.token_refused = True  # not final: the next step provisions again (renew_token)
+            refused = False
+        if refused or isinstance(e, (ProvisionError, config.ConfigError)):
             delay = REFUSED_RETRY_S * 1000
             what = "refused: %s; fix config.json (token, provision) or the server" % describe(e)
         else:
@@ -389,8 +403,7 @@ class App:
             # The server will never take this batch (400, 413...): don't let it block the rest.
             self.store.dropped += len(records)
             print("queue: server refused %d records (HTTP %d): dropped" % (len(records), e.status))
-        self.timeline.sent = state
-        self.store.mark = list(state)
+        self.timeline.sent_through(state)
         self.store.commit(cursor)
         print("queue: sent %d, %d left" % (len(records), self.store.pending))
 

@@ -75,7 +75,7 @@ class Store:
             # sent go again, with their own ts, which the server stores once.
             return first, 0, 0, None
 
-    def _save_head(self):
+    def save_head(self):
         head = {"seg": self.head_seg, "off": self.head_off, "dropped": self.dropped, "mark": self.mark}
         write_atomic(self.root + "/head", json.dumps(head).encode())
 
@@ -116,7 +116,7 @@ class Store:
             self._remove(self.head_seg)
             self.head_seg += 1
             self.head_off = 0
-            self._save_head()
+            self.save_head()
 
     # ---- the queue -----------------------------------------------------------------------
     def append(self, record):
@@ -179,6 +179,6 @@ class Store:
             self.write_seg += 1
             self.write_size = 0
             self.head_seg, self.head_off = self.write_seg, 0
-        self._save_head()
+        self.save_head()
         for n in range(first, self.head_seg):
             self._remove(n)

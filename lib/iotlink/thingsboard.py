@@ -11,9 +11,14 @@ _POLL_AGAIN = (408, 503, 504)
 
 class ThingsBoard:
     def __init__(self, server, token, timeout=10, keepalive=False, cadata=None):
-        self._prefix = server.rstrip("/") + "/api/v1/" + token + "/"
+        self._server = server.rstrip("/")
+        self.use_token(token)
         self.timeout = timeout
         self._http = transport(server, timeout, keepalive, cadata)
+
+    def use_token(self, token):
+        # Requests from now on go with this token (a new one, after provisioning again).
+        self._prefix = self._server + "/api/v1/" + token + "/"
 
     def _url(self, path):
         return self._prefix + path

@@ -5,25 +5,35 @@
 # Three things would otherwise put a key's points out of order on the server:
 # - a clock set from the server's Date header can land behind the previous boot's last stamp;
 # - a resync can move the clock back;
-# - a boot that lost power before its clock was set leaves readings no clock of its own places.
+# - a boot can lose power before its early readings were sent, or before it had a clock at all.
 # So the newest stamp is remembered (the queue's head keeps it for sent records, the queued
 # records themselves for the rest), this boot's clock is shifted forward when it would start
-# behind it, and a dead boot's readings go after the record before them by their uptime: a
-# lower bound of their real time, since that boot started after that record was read.
+# behind it, and the start of the last few boots that had a clock is kept in the head too, so
+# their early readings are placed exactly whenever they are sent. Readings of a boot without a
+# clock (yet) are placed after the record before them by their uptime: a lower bound of their
+# real time, since that boot started after that record was read. Only a board that never had a
+# clock leaves its readings for the server to stamp.
+
+KEEP_CLOCKS = 4  # boots whose start on the clock is kept, for their readings still queued
 
 
-def _valid(mark):
-    return (isinstance(mark, list) and len(mark) == 3 and isinstance(mark[0], int)
-            and isinstance(mark[2], int))
+def _ints(value, size):
+    return isinstance(value, list) and len(value) == size and all(
+        v is None or isinstance(v, int) for v in value)
 
 
 class Timeline:
     def __init__(self, boot, store):
         self.boot = boot
+        self.store = store
         self.start = None  # this boot's start on the (shifted) clock, once the clock is set
         self.shift = 0
-        # Placing goes in queue order; its state is (last ts, last dead boot, that boot's base).
-        self.sent = tuple(store.mark) if _valid(store.mark) else (0, None, 0)
+        mark = store.mark if isinstance(store.mark, dict) else {}
+        sent = mark.get("sent")
+        # Placing goes in queue order; its state is (last ts, last clockless boot, its base).
+        self.sent = tuple(sent) if _ints(sent, 3) and sent[0] is not None else (0, None, 0)
+        clocks = mark.get("clocks")
+        self.clocks = [c for c in clocks if _ints(c, 2)] if isinstance(clocks, list) else []
         state = self.sent
         cursor = None
         while True:  # the queued records, read once at boot to learn the newest stamp
@@ -34,14 +44,21 @@ class Timeline:
                 state = self.place(record, state)[1]
         self.newest = state[0]
 
+    def _save(self):
+        self.store.mark = {"sent": list(self.sent), "clocks": self.clocks}
+
     def clock_set(self, now, uptime):
-        # The clock reads now (ms) at this uptime (ms): put this boot's start after every stamp.
+        # The clock reads now (ms) at this uptime (ms): put this boot's start after every stamp,
+        # and keep it on flash for this boot's readings that a power cut would leave queued.
         if self.start is None:
             start = now - uptime
             self.shift = max(0, self.newest + 1 - start)
             self.start = start + self.shift
             if self.shift:
                 print("clock: %d ms behind the last stamp; this boot's stamps follow it" % self.shift)
+            self.clocks = (self.clocks + [[self.boot, self.start]])[-KEEP_CLOCKS:]
+            self._save()
+            self.store.save_head()
 
     def stamp(self, now, uptime):
         # The time of a reading taken now: after every other.
@@ -49,21 +66,35 @@ class Timeline:
         self.newest = max(now + self.shift, self.newest + 1)
         return self.newest
 
+    def _start_of(self, boot):
+        if boot == self.boot:
+            return self.start
+        for clocked, start in self.clocks:
+            if clocked == boot:
+                return start
+        return None
+
     def place(self, record, state):
         # (ts, state after it) of a queued record, state being the one after the record before;
         # ts is None for a record only the server can stamp (on arrival).
         last, run, base = state
-        boot = record.get("boot")
         if "ts" in record:
-            ts = record["ts"]
-        elif boot == self.boot:  # read before this boot's clock was set
-            if self.start is None:
-                return None, state
-            ts = self.start + record["up"]
-        elif last:  # from a boot that lost power before its clock was set
+            return record["ts"], (record["ts"], run, base)
+        boot = record.get("boot")
+        start = self._start_of(boot)
+        if start is not None:  # read before its boot's clock was set
+            ts = start + record["up"]
+        elif last:  # from a boot that never had a clock
             if boot != run:
                 run, base = boot, last
-            ts = max(base + record["up"], last + 1)
-        else:  # no stamp ever: nothing to place it after
+            ts = base + record["up"]
+        else:  # and no stamp before it either
             return None, state
+        ts = max(ts, last + 1)
         return ts, (ts, run, base)
+
+    def sent_through(self, state):
+        # The records placed up to state are on the server: the head keeps state with them.
+        self.sent = state
+        self.newest = max(self.newest, state[0])
+        self._save()
