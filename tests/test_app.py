@@ -19,6 +19,7 @@ from test_sim import wait_until
 from iotlink_tools import FAKES, REPO
 from iotlink_tools.devserver import DevServer
 from iotlink_tools.devserver.core import DeviceNotFound
+from iotlink_tools.faultproxy import FaultProxy
 from iotlink_tools.mpy import compile_library
 from iotlink_tools.vboard import Board, micropython_command, prepare_flash
 
@@ -246,6 +247,22 @@ def test_refused_provisioning_and_an_unknown_token_do_not_hammer_the_server(serv
 
 
 PROVISION = {"device_name": "pump-17", "key": "PROVISION-KEY", "secret": "PROVISION-SECRET"}
+
+
+def test_provisioning_retried_after_a_lost_reply_finds_the_device_that_try_created(server, tmp_path):
+    server.add_provision_profile("PROVISION-KEY", "PROVISION-SECRET")
+    with FaultProxy(server.url, rate=1.0, faults=("lose_reply",)) as proxy:
+        folder = flash(tmp_path, config(proxy, token=None, provision=PROVISION))
+        with Board(folder) as board:
+            wait_until(lambda: server.requests_to("/api/v1/provision"), 10, "a provisioning request")
+            proxy.rate = 0  # the server created the device, the board never heard
+            wait_until(lambda: telemetry(server, server.device("pump-17")["token"]), 20, "telemetry")
+    token = server.device("pump-17")["token"]
+    assert len(server.devices()) == 1 and json.loads((folder / "config.json").read_text())["token"] == token
+    asked = [e.json() for e in server.requests_to("/api/v1/provision")]
+    assert len(asked) >= 2 and {a["token"] for a in asked} == {token}  # every try with the same token
+    assert "provision: the device was created by an earlier try" in board.console()
+    assert not (folder / "token.chosen").exists() and token not in board.console()
 
 
 def test_a_token_the_server_no_longer_knows_is_replaced_by_provisioning_again(server, tmp_path):

@@ -172,6 +172,18 @@ for name, secret in (("pump-17", "SECRET"), ("pump-18", "WRONG")):
         "provisionDeviceKey": "KEY", "provisionDeviceSecret": "SECRET", "deviceName": "pump-17"}
 
 
+def test_provision_with_a_token_the_device_chose(server, mp):
+    server.add_provision_profile("KEY", "SECRET")
+    run = mp(f"""
+from iotlink.thingsboard import ThingsBoard
+out(ThingsBoard.provision({server.url!r}, "pump-17", "KEY", "SECRET", token="b0a7d1c3e5f7a9b1c3d5"))
+""")
+    assert run.result == "b0a7d1c3e5f7a9b1c3d5" == server.device("pump-17")["token"]
+    assert bodies(server, "/api/v1/provision") == [{
+        "provisionDeviceKey": "KEY", "provisionDeviceSecret": "SECRET", "deviceName": "pump-17",
+        "credentialsType": "ACCESS_TOKEN", "token": "b0a7d1c3e5f7a9b1c3d5"}]
+
+
 @pytest.mark.parametrize("reply", [
     {"provisionDeviceStatus": "SUCCESS", "credentialsType": "ACCESS_TOKEN", "accessToken": "TOK1"},
     {"deviceId": "97a2", "credentialsType": "ACCESS_TOKEN", "credentialsId": "TOK1",

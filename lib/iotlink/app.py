@@ -11,7 +11,9 @@
 #   app.rpc.register("reboot", fn)            more RPC methods
 #   app.follow(["fw_title", ...], handler)    handler(shared_attributes_dict) every read
 #   app.start_tasks.append(fn)                fn() once the server is reachable (retried)
+import binascii
 import gc
+import os
 import random
 import sys
 import time
@@ -36,6 +38,7 @@ CLOCK_RESYNC_MS = 24 * 3600 * 1000  # set the clock again this often (drift)
 # Not set though the server answers (no NTP, a Date lost to a bad network): try again this
 # often. Short: until then records carry only their uptime, and a power cut leaves them unplaced.
 CLOCK_RETRY_MS = 15 * 1000
+CHOSEN_TOKEN = "token.chosen"  # the token the board asks to be provisioned with, until saved
 UNSTAMPED_AFTER_MS = 60 * 1000  # no clock after this long: send records placed without one
 # 4xx that say "this request is wrong", not "try later": a batch that gets one is dropped.
 _REFUSED = (401, 403)
@@ -88,6 +91,21 @@ def make_client(cfg, timeout):
     # of the throughput, and each handshake costs seconds and battery on a board.
     return ThingsBoard(cfg["server"], cfg["token"], timeout=timeout, keepalive=True,
                        cadata=config.ca_data(cfg))
+
+
+def chosen_token():
+    # The token this board provisions itself with, on flash before it is sent, so a retry after
+    # a lost reply asks with the same one.
+    try:
+        with open(CHOSEN_TOKEN) as f:
+            token = f.read().strip()
+        if token:
+            return token
+    except OSError:
+        pass  # none chosen yet
+    token = binascii.hexlify(os.urandom(10)).decode()
+    config.write_atomic(CHOSEN_TOKEN, token.encode())
+    return token
 
 
 def load_sensors():
@@ -210,12 +228,17 @@ class App:
     def provision(self):
         token = self.request_token()
         self.cfg["token"] = token
-        # At once: the server provisions a name only once, so a lost token is lost for good.
+        # At once: the server provisions a name only once.
         try:
             config.save_token(token, self.path)
             print("provision: token saved to %s" % self.path)
         except (OSError, config.ConfigError) as e:
             print("provision: token NOT saved (%s); it lasts until the next reset" % e)
+            return  # the chosen token stays on flash: the next boot finds its device with it
+        try:
+            os.remove(CHOSEN_TOKEN)
+        except OSError:
+            pass  # thethings.iO, or a token the server chose
 
     def renew_token(self):
         # The server refused our token (the device was deleted, its credentials changed): the
@@ -237,11 +260,30 @@ class App:
             )
         prov = self.cfg["provision"]
         name = prov.get("device_name")
+        chosen = chosen_token()
         print("provision: asking the server for a token%s" % (" as '%s'" % name if name else ""))
-        return ThingsBoard.provision(
-            self.cfg["server"], name, prov["key"], prov["secret"], timeout=self.timeout_s,
-            cadata=config.ca_data(self.cfg),
-        )
+        try:
+            return ThingsBoard.provision(
+                self.cfg["server"], name, prov["key"], prov["secret"], timeout=self.timeout_s,
+                cadata=config.ca_data(self.cfg), token=chosen,
+            )
+        except ProvisionError:
+            # Refused, perhaps because an earlier try created the device and only its reply was
+            # lost: then the token that try chose works, and the device is ours.
+            if not self.token_works(chosen):
+                raise
+            print("provision: the device was created by an earlier try")
+            return chosen
+
+    def token_works(self, token):
+        probe = ThingsBoard(self.cfg["server"], token, timeout=self.timeout_s, cadata=config.ca_data(self.cfg))
+        try:
+            probe.request_attributes(client_keys=["iotlink_version"])
+        except HTTPError as e:
+            if e.status in _REFUSED:
+                return False
+            raise
+        return True
 
     # ---- the loop --------------------------------------------------------------------
     def run(self):

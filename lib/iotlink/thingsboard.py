@@ -117,12 +117,15 @@ class ThingsBoard:
         return resp
 
     @staticmethod
-    def provision(server, device_name, key, secret, timeout=10, cadata=None):
-        # Device self-provisioning: returns the new access token. Cannot be repeated for a
-        # name (the server answers FAILURE), so the caller saves the token at once.
+    def provision(server, device_name, key, secret, timeout=10, cadata=None, token=None):
+        # Device self-provisioning: returns the new access token (`token` asks for that one).
+        # Cannot be repeated for a name (the server answers FAILURE): save the token at once.
         body = {"provisionDeviceKey": key, "provisionDeviceSecret": secret}
         if device_name:
             body["deviceName"] = device_name
+        if token:
+            body["credentialsType"] = "ACCESS_TOKEN"
+            body["token"] = token
         status, data, _ = transport(server, timeout, False, cadata).request(
             "POST", server.rstrip("/") + "/api/v1/provision", http.dumps(body), timeout
         )
