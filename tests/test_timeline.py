@@ -50,8 +50,8 @@ for bad in (["garbage", None], {"sent": [None, 1, 2], "clocks": [[1]]}, {"sent":
 
 def test_early_readings_of_a_boot_that_had_a_clock_keep_their_time_after_a_power_cut(mp):
     mp(SETUP + """
-store.append({"boot": 5, "up": 700, "values": {}})  # read before the clock was set
 t = Timeline(5, store)
+store.append({"boot": 5, "up": 700, "values": {}})  # read before the clock was set
 store.append({"ts": t.stamp(1_700_000_002_000, 2_000), "values": {}})
 """)  # and the power goes before anything was sent
     run = mp(SETUP + """
@@ -65,5 +65,40 @@ for r in store.batch()[0]:
 out(placed)
 """)
     mark, placed = run.results
-    assert mark == {"sent": [0, None, 0], "clocks": [[5, 1_700_000_000_000]]}
+    assert mark == {"sent": [None, None, 0], "clocks": [[5, 1_700_000_000_000]]}
     assert placed == [1_700_000_000_700, 1_700_000_002_000]
+
+
+PLACE_ALL = """
+def place_all(t):
+    state = t.sent
+    placed = []
+    for r in store.batch()[0]:
+        ts, state = t.place(r, state)
+        placed.append(ts)
+    return placed
+"""
+
+
+def test_readings_with_no_time_before_them_end_just_before_the_first_time_after_them(mp):
+    run = mp(SETUP + PLACE_ALL + """
+for r in ({"boot": 1, "up": 100, "values": {}}, {"boot": 1, "up": 200, "values": {}},
+          {"boot": 2, "up": 50, "values": {}}, {"ts": 10_000, "values": {}}):
+    store.append(r)
+t = Timeline(3, store)
+out([t.newest, place_all(t)])
+""")
+    assert run.result == [10_000, [9_849, 9_949, 9_999, 10_000]]
+
+
+def test_a_queue_with_no_time_at_all_is_placed_before_this_boot_once_its_clock_is_set(mp):
+    run = mp(SETUP + PLACE_ALL + """
+for up in (100, 200):
+    store.append({"boot": 1, "up": up, "values": {}})
+t = Timeline(2, store)
+out(place_all(t))  # nothing to place them by: the server would stamp them on arrival
+t.clock_set(50_000, 1_000)
+store.append({"boot": 2, "up": 1_500, "values": {}})
+out(place_all(t))
+""")
+    assert run.results == [[None, None], [48_899, 48_999, 50_500]]

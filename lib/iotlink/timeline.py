@@ -11,8 +11,9 @@
 # behind it, and the start of the last few boots that had a clock is kept in the head too, so
 # their early readings are placed exactly whenever they are sent. Readings of a boot without a
 # clock (yet) are placed after the record before them by their uptime: a lower bound of their
-# real time, since that boot started after that record was read. Only a board that never had a
-# clock leaves its readings for the server to stamp.
+# real time, since that boot started after that record was read. Readings with no stamp before
+# them at all (a new board whose first boots had no clock) are placed just before the first time
+# known after them, spaced by their uptime; only until one is known, the server stamps them.
 
 KEEP_CLOCKS = 4  # boots whose start on the clock is kept, for their readings still queued
 
@@ -30,19 +31,38 @@ class Timeline:
         self.shift = 0
         mark = store.mark if isinstance(store.mark, dict) else {}
         sent = mark.get("sent")
-        # Placing goes in queue order; its state is (last ts, last clockless boot, its base).
-        self.sent = tuple(sent) if _ints(sent, 3) and sent[0] is not None else (0, None, 0)
+        # Placing goes in queue order; its state is (last ts or None, last clockless boot, the
+        # ts that boot's readings count their uptime from).
+        self.sent = tuple(sent) if _ints(sent, 3) and sent[2] is not None else (None, None, 0)
         clocks = mark.get("clocks")
         self.clocks = [c for c in clocks if _ints(c, 2)] if isinstance(clocks, list) else []
+        state, self.head_span, first = self._replay()
+        if self.head_span and first is not None:
+            self._place_head(first)
+        self.newest = state[0] or 0
+
+    def _replay(self):
+        # The queued records, read once at boot: (the state after them, how long the records
+        # that nothing places yet span when placed from 0, the first time after them).
         state = self.sent
+        head = (0, None, 0)
+        first = None
         cursor = None
-        while True:  # the queued records, read once at boot to learn the newest stamp
-            records, cursor = store.batch(after=cursor)
+        while True:
+            records, cursor = self.store.batch(after=cursor)
             if not records:
-                break
+                return state, head[0], first
             for record in records:
-                state = self.place(record, state)[1]
-        self.newest = state[0]
+                ts, state = self.place(record, state)
+                if ts is None:
+                    head = self.place(record, head)[1]
+                elif first is None:
+                    first = ts
+
+    def _place_head(self, before):
+        # The unplaced records at the head of the queue end just before this time.
+        self.sent = (before - 1 - self.head_span, None, 0)
+        self.head_span = 0
 
     def _save(self):
         self.store.mark = {"sent": list(self.sent), "clocks": self.clocks}
@@ -56,6 +76,8 @@ class Timeline:
             self.start = start + self.shift
             if self.shift:
                 print("clock: %d ms behind the last stamp; this boot's stamps follow it" % self.shift)
+            if self.head_span:
+                self._place_head(self.start)
             self.clocks = (self.clocks + [[self.boot, self.start]])[-KEEP_CLOCKS:]
             self._save()
             self.store.save_head()
@@ -84,17 +106,18 @@ class Timeline:
         start = self._start_of(boot)
         if start is not None:  # read before its boot's clock was set
             ts = start + record["up"]
-        elif last:  # from a boot that never had a clock
+        elif last is not None:  # from a boot without a clock
             if boot != run:
                 run, base = boot, last
             ts = base + record["up"]
-        else:  # and no stamp before it either
+        else:  # and no time before it either
             return None, state
-        ts = max(ts, last + 1)
+        if last is not None:
+            ts = max(ts, last + 1)
         return ts, (ts, run, base)
 
     def sent_through(self, state):
         # The records placed up to state are on the server: the head keeps state with them.
         self.sent = state
-        self.newest = max(self.newest, state[0])
+        self.newest = max(self.newest, state[0] or 0)
         self._save()
