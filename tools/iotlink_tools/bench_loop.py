@@ -48,7 +48,8 @@ def loop_runs(heap_kb: int, work: Path, iterations: int = ITERATIONS, timeout_s:
         try:
             deadline = time.monotonic() + timeout_s
             n = 0
-            while time.monotonic() < deadline and board.running and board.boots == 1:
+            # boots is 0 until the supervisor thread has started the process: not a reboot.
+            while time.monotonic() < deadline and board.running and board.boots <= 1:
                 delivered = len(server.telemetry(TOKEN, "uptime_s"))
                 if delivered >= iterations:
                     return board.boots == 1
