@@ -18,8 +18,8 @@ import time
 
 import machine
 
-from iotlink import __version__, clock, config, net
-from iotlink.errors import HTTPError, IotlinkError, ProvisionError
+from iotlink import __version__, clock, config, forget, net
+from iotlink.errors import ConnectionFailed, HTTPError, IotlinkError, ProvisionError
 from iotlink.rpc import Dispatcher
 from iotlink.store import Store
 from iotlink.thingsboard import MAX_POLL_MS, ThingsBoard
@@ -148,6 +148,8 @@ class App:
         self.attribute_handlers = [self.apply_shared]
         self.start_tasks = [self.announce]
         self.client = None
+        self.updater = None  # ota.Updater while the OTA code has work (follow_updates)
+        self.running = {}  # what runs, for each kind of package, once reported
         self.last_rpc = None  # (request, reply): ThingsBoard delivers an unanswered RPC again
         self.failures = 0
         self.retry_at = None  # ticks before which the server is left alone
@@ -193,19 +195,35 @@ class App:
     def follow_updates(self):
         # OTA: fw_*/sw_* shared attributes start an update; the running versions and the last
         # update's outcome are reported once the server is reachable (which keeps a new app).
+        # The OTA code (ota, swap) is in RAM only while it has work: for that report, then from
+        # the first announcement of a package other than the one that runs.
         if self.cfg["platform"] != "thingsboard":
             return
-        from iotlink.errors import ConnectionFailed
         from iotlink.ota import Updater
 
-        updater = Updater(self.client)
+        self.updater = Updater(self.client)
+        self.start_tasks.append(self.report_boot)
+        self.follow(Updater.KEYS, self.check_updates)
 
-        def report_boot():
-            if not updater.report_boot():
-                raise ConnectionFailed()  # the start task is tried again after a backoff
+    def report_boot(self):
+        if not self.updater.report_boot():
+            raise ConnectionFailed()  # the start task is tried again after a backoff
+        self.running = self.updater.running()
+        self.updater = None
+        forget("ota", "swap")
 
-        self.start_tasks.append(report_boot)
-        self.follow(Updater.KEYS, updater.check)
+    def check_updates(self, shared):
+        if self.updater is None:
+            for prefix in self.running:
+                offer = [shared.get(prefix + "_title"), shared.get(prefix + "_version")]
+                if None not in offer and [str(v) for v in offer] != self.running[prefix]:
+                    break
+            else:
+                return  # nothing new announced
+            from iotlink.ota import Updater
+
+            self.updater = Updater(self.client)  # kept: it counts the tries of each package
+        self.updater.check(shared)
 
     def provision(self):
         token = self.request_token()

@@ -135,6 +135,11 @@ class Updater:
         self._send_reports(state)
         return True
 
+    def running(self):
+        # {prefix: [title, version] or None}: what runs now, for each kind of package.
+        state = swap.load_state(self.base)
+        return {prefix: self._running(state, prefix) for prefix, _ in PREFIXES}
+
     # ---- deciding --------------------------------------------------------------------
     def check(self, shared):
         # shared: the fw_*/sw_* shared attributes. Updates what differs from what runs.
