@@ -148,7 +148,7 @@ class App:
         self.attribute_handlers = [self.apply_shared]
         self.start_tasks = [self.announce]
         self.client = None
-        self.updater = None  # ota.Updater while the OTA code has work (follow_updates)
+        self.updater = None  # ota.Updater once a package other than the running one is announced
         self.running = {}  # what runs, for each kind of package, once reported
         self.last_rpc = None  # (request, reply): ThingsBoard delivers an unanswered RPC again
         self.failures = 0
@@ -185,11 +185,7 @@ class App:
                 self.recover(e)
                 net.pause(time.ticks_diff(self.retry_at, time.ticks_ms()), self.wdt.feed)
         self.healthy()
-        try:
-            self.follow_updates()
-        except MemoryError:  # a board too full for updates still sends its telemetry
-            gc.collect()
-            print("ota: not enough free memory (%d bytes): updates off until a reset" % gc.mem_free())
+        self.follow_updates()
         print("server: %s, %d pins, every %s s" % (self.cfg["server"], len(self.cfg["pins"]), self.cfg["interval_s"]))
 
     def follow_updates(self):
@@ -197,19 +193,22 @@ class App:
         # update's outcome are reported once the server is reachable (which keeps a new app).
         # The OTA code (ota, swap) is in RAM only while it has work: for that report, then from
         # the first announcement of a package other than the one that runs.
-        if self.cfg["platform"] != "thingsboard":
-            return
-        from iotlink.ota import Updater
-
-        self.updater = Updater(self.client)
-        self.start_tasks.append(self.report_boot)
-        self.follow(Updater.KEYS, self.check_updates)
+        if self.cfg["platform"] == "thingsboard":
+            self.start_tasks.append(self.report_boot)
 
     def report_boot(self):
-        if not self.updater.report_boot():
+        try:
+            from iotlink.ota import Updater
+
+            updater = Updater(self.client)
+        except MemoryError:  # a board too full for updates still sends its telemetry
+            gc.collect()
+            print("ota: not enough free memory (%d bytes): updates off until a reset" % gc.mem_free())
+            return
+        if not updater.report_boot():
             raise ConnectionFailed()  # the start task is tried again after a backoff
-        self.running = self.updater.running()
-        self.updater = None
+        self.running = updater.running()
+        self.follow(Updater.KEYS, self.check_updates)
         forget("ota", "swap")
 
     def check_updates(self, shared):
