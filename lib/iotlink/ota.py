@@ -52,6 +52,7 @@ class Updater:
         self.retry_ms = 500  # pause before a chunk's 2nd try, twice that before the 3rd
         self._tries = {}
         self._last_ts = 0
+        self.error = None  # why the last report did not reach the server
 
     # ---- what runs, and telling the server ---------------------------------------------
     def _running(self, state, prefix):
@@ -85,7 +86,8 @@ class Updater:
             else:
                 self._last_ts = max(now, self._last_ts + 1)
                 self.tb.send_telemetry(values, ts=self._last_ts)
-        except (IotlinkError, OSError):
+        except (IotlinkError, OSError) as e:
+            self.error = e
             return False
         return True
 
