@@ -73,7 +73,10 @@ class Install:
 
     def _download(self, path, to, size, hasher):
         # Chunk N = bytes [N*S, (N+1)*S) of the package, into one buffer, hashed and written out.
-        gc.collect()  # the buffer wants one free block of chunk_size
+        # The buffer needs chunk_size bytes in one piece. Allocated only now, it costs the loop
+        # nothing; in a heap too fragmented after long uptime the update fails (FAILED, a
+        # MemoryError) and the next boot, with a young heap, tries the package again.
+        gc.collect()
         view = memoryview(bytearray(self.up.chunk_size))
         s = len(view)
         for n in range((size + s - 1) // s):
