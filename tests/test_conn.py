@@ -62,6 +62,9 @@ out([c.request("POST", {raw.url!r} + "/x", b"1")[0], c.request("POST", {raw.url!
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", ["ProtocolError", "bad chunk header"]),
     (b"HTTP/1.0 200 OK\r\n\r\n{\"until\": \"eof\"}", ["ok", {"until": "eof"}]),
     (b"HTTP/1.1 200 OK\r\n" + b"X-Junk: 1\r\n" * 100 + b"\r\n{}", ["ProtocolError", "too many header lines"]),
+    # A long header line (a cookie, a policy) is read past in pieces; the lines after it still count.
+    (b"HTTP/1.1 200 OK\r\nX-Policy: " + b"p" * 1000 + b"\r\nContent-Length: 2\r\n\r\n{}", ["ok", {}]),
+    (b"HTTP/1.1 200 OK\r\nX-Policy: " + b"p" * 5000 + b"\r\n\r\n{}", ["ProtocolError", "line too long"]),
     (b"SSH-2.0-OpenSSH\r\n\r\n", ["ProtocolError", "bad status line"]),
 ])
 def test_replies_are_framed_and_bounded(mp, reply, expected):

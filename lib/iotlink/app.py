@@ -11,16 +11,14 @@
 #   app.rpc.register("reboot", fn)            more RPC methods
 #   app.follow(["fw_title", ...], handler)    handler(shared_attributes_dict) every read
 #   app.start_tasks.append(fn)                fn() once the server is reachable (retried)
-import binascii
 import gc
-import os
 import random
 import sys
 import time
 
 import machine
 
-from iotlink import __version__, clock, config, net
+from iotlink import __version__, clock, config, forget, net
 from iotlink.errors import HTTPError, IotlinkError, ProvisionError
 from iotlink.rpc import Dispatcher
 from iotlink.store import Store
@@ -38,7 +36,6 @@ CLOCK_RESYNC_MS = 24 * 3600 * 1000  # set the clock again this often (drift)
 # Not set though the server answers (no NTP, a Date lost to a bad network): try again this
 # often. Short: until then records carry only their uptime, and a power cut leaves them unplaced.
 CLOCK_RETRY_MS = 15 * 1000
-CHOSEN_TOKEN = "token.chosen"  # the token the board asks to be provisioned with, until saved
 UNSTAMPED_AFTER_MS = 60 * 1000  # no clock after this long: send records placed without one
 # 4xx that say "this request is wrong", not "try later": a batch that gets one is dropped.
 _REFUSED = (401, 403)
@@ -91,21 +88,6 @@ def make_client(cfg, timeout):
     # of the throughput, and each handshake costs seconds and battery on a board.
     return ThingsBoard(cfg["server"], cfg["token"], timeout=timeout, keepalive=True,
                        cadata=config.ca_data(cfg))
-
-
-def chosen_token():
-    # The token this board provisions itself with, on flash before it is sent, so a retry after
-    # a lost reply asks with the same one.
-    try:
-        with open(CHOSEN_TOKEN) as f:
-            token = f.read().strip()
-        if token:
-            return token
-    except OSError:
-        pass  # none chosen yet
-    token = binascii.hexlify(os.urandom(10)).decode()
-    config.write_atomic(CHOSEN_TOKEN, token.encode())
-    return token
 
 
 def load_sensors():
@@ -165,6 +147,8 @@ class App:
         self.attribute_handlers = [self.apply_shared]
         self.start_tasks = [self.announce]
         self.client = None
+        self.updater = None  # ota.Updater once a package other than the running one is announced
+        self.running = {}  # what runs, for each kind of package, once reported
         self.last_rpc = None  # (request, reply): ThingsBoard delivers an unanswered RPC again
         self.failures = 0
         self.retry_at = None  # ticks before which the server is left alone
@@ -201,44 +185,55 @@ class App:
                 self.recover(e)
                 net.pause(time.ticks_diff(self.retry_at, time.ticks_ms()), self.wdt.feed)
         self.healthy()
-        try:
-            self.follow_updates()
-        except MemoryError:  # a board too full for updates still sends its telemetry
-            gc.collect()
-            print("ota: not enough free memory (%d bytes): updates off until a reset" % gc.mem_free())
+        self.follow_updates()
         print("server: %s, %d pins, every %s s" % (self.cfg["server"], len(self.cfg["pins"]), self.cfg["interval_s"]))
 
     def follow_updates(self):
         # OTA: fw_*/sw_* shared attributes start an update; the running versions and the last
         # update's outcome are reported once the server is reachable (which keeps a new app).
-        if self.cfg["platform"] != "thingsboard":
+        # The OTA code (ota, swap) is in RAM only while it has work: for that report, then from
+        # the first announcement of a package other than the one that runs. The report is the
+        # first start task: the OTA code comes and goes before the others leave objects around
+        # it in the heap (the loop then runs in 8 KiB less).
+        if self.cfg["platform"] == "thingsboard":
+            self.start_tasks.insert(0, self.report_boot)
+
+    def report_boot(self):
+        try:
+            from iotlink.ota import Updater
+
+            updater = Updater(self.client)
+        except MemoryError:  # a board too full for updates still sends its telemetry
+            gc.collect()
+            print("ota: not enough free memory (%d bytes): updates off until a reset" % gc.mem_free())
             return
-        from iotlink.errors import ConnectionFailed
-        from iotlink.ota import Updater
+        if not updater.report_boot():
+            # recover() decides on the real error (a refused token waits long); then a retry.
+            raise updater.error
+        self.running = updater.running()
+        self.follow(Updater.KEYS, self.check_updates)
+        forget("ota", "swap")
 
-        updater = Updater(self.client)
+    def check_updates(self, shared):
+        if self.updater is None:
+            for prefix in self.running:
+                offer = [shared.get(prefix + "_title"), shared.get(prefix + "_version")]
+                if None not in offer and [str(v) for v in offer] != self.running[prefix]:
+                    break
+            else:
+                return  # nothing new announced
+            from iotlink.ota import Updater
 
-        def report_boot():
-            if not updater.report_boot():
-                raise ConnectionFailed()  # the start task is tried again after a backoff
-
-        self.start_tasks.append(report_boot)
-        self.follow(Updater.KEYS, updater.check)
+            self.updater = Updater(self.client)  # kept: it counts the tries of each package
+        self.updater.check(shared)
 
     def provision(self):
-        token = self.request_token()
-        self.cfg["token"] = token
-        # At once: the server provisions a name only once.
+        from iotlink import tokens  # only without a token, or with a refused one
+
         try:
-            config.save_token(token, self.path)
-            print("provision: token saved to %s" % self.path)
-        except (OSError, config.ConfigError) as e:
-            print("provision: token NOT saved (%s); it lasts until the next reset" % e)
-            return  # the chosen token stays on flash: the next boot finds its device with it
-        try:
-            os.remove(CHOSEN_TOKEN)
-        except OSError:
-            pass  # thethings.iO, or a token the server chose
+            tokens.obtain(self.cfg, self.path, self.timeout_s)
+        finally:
+            forget("tokens")
 
     def renew_token(self):
         # The server refused our token (the device was deleted, its credentials changed): the
@@ -247,43 +242,6 @@ class App:
         self.provision()
         self.client.use_token(self.cfg["token"])
         self.token_refused = False
-
-    def request_token(self):
-        # ThingsBoard: provisioning with the config's key and secret; thethings.iO: activation.
-        if self.cfg["platform"] == "thethings":
-            from iotlink.thethings import TheThings
-
-            print("provision: activating the thing with its activation code")
-            return TheThings.activate(
-                self.cfg["server"], self.cfg["activation_code"], timeout=self.timeout_s,
-                cadata=config.ca_data(self.cfg),
-            )
-        prov = self.cfg["provision"]
-        name = prov.get("device_name")
-        chosen = chosen_token()
-        print("provision: asking the server for a token%s" % (" as '%s'" % name if name else ""))
-        try:
-            return ThingsBoard.provision(
-                self.cfg["server"], name, prov["key"], prov["secret"], timeout=self.timeout_s,
-                cadata=config.ca_data(self.cfg), token=chosen,
-            )
-        except ProvisionError:
-            # Refused, perhaps because an earlier try created the device and only its reply was
-            # lost: then the token that try chose works, and the device is ours.
-            if not self.token_works(chosen):
-                raise
-            print("provision: the device was created by an earlier try")
-            return chosen
-
-    def token_works(self, token):
-        probe = ThingsBoard(self.cfg["server"], token, timeout=self.timeout_s, cadata=config.ca_data(self.cfg))
-        try:
-            probe.request_attributes(client_keys=["iotlink_version"])
-        except HTTPError as e:
-            if e.status in _REFUSED:
-                return False
-            raise
-        return True
 
     # ---- the loop --------------------------------------------------------------------
     def run(self):

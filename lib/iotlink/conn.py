@@ -6,8 +6,22 @@ import socket
 from iotlink import http
 from iotlink.errors import ProtocolError, TLSError
 
-MAX_LINE = 512  # a status or header line longer than this is not from the API we speak
+# readline(n) reserves n bytes in one piece before it reads: in a small, fragmented heap a
+# large n fails where the line itself would fit. So lines are read MAX_LINE bytes at a time
+# and only their start is kept: the values iotlink parses (status, lengths, chunk sizes) are short.
+MAX_LINE = 128
+MAX_LINE_PIECES = 32  # a line longer than this many pieces (4 KB) is not from the API we speak
 MAX_HEADERS = 48
+
+
+def read_line(sock):
+    # The next line, cut to its first MAX_LINE bytes; the rest of a longer line is read and dropped.
+    line = rest = sock.readline(MAX_LINE)
+    for _ in range(MAX_LINE_PIECES):
+        if not rest or rest[-1] == 10:  # EOF, or the line ended (b"\n")
+            return line
+        rest = sock.readline(MAX_LINE)
+    raise ProtocolError("line too long")
 
 
 def split_url(url):
@@ -56,9 +70,9 @@ class Body:
         self.done = length == 0 and not chunked
 
     def _next_chunk(self):
-        line = self._sock.readline(MAX_LINE)
+        line = read_line(self._sock)
         if line == b"\r\n":  # the CRLF closing the previous chunk
-            line = self._sock.readline(MAX_LINE)
+            line = read_line(self._sock)
         if not line:
             raise ProtocolError("reply truncated")
         try:
@@ -66,7 +80,7 @@ class Body:
         except ValueError:
             raise ProtocolError("bad chunk header")
         if size == 0:
-            while self._sock.readline(MAX_LINE) not in (b"\r\n", b""):
+            while read_line(self._sock) not in (b"\r\n", b""):
                 pass  # trailers
             self.done = True
         self._left = size
@@ -178,7 +192,7 @@ class Connection:
                     self._sock = self._connect(timeout)
                 self._tcp.settimeout(timeout)
                 self._sock.write(request)
-                status_line = self._sock.readline(MAX_LINE)
+                status_line = read_line(self._sock)
                 if not status_line and reused and not attempt:
                     self.close()
                     continue
@@ -205,7 +219,7 @@ class Connection:
         headers = {}
         keep_alive = parts[0] == b"HTTP/1.1"
         for _ in range(MAX_HEADERS):
-            line = self._sock.readline(MAX_LINE)
+            line = read_line(self._sock)
             if line in (b"\r\n", b"\n", b""):
                 break
             http.keep_header(line, headers)

@@ -14,30 +14,19 @@
 # reached the server; or FAILED with fw_error, and the old app keeps running. A package that was
 # rolled back is not tried again until another one is announced.
 #
+# This module decides and reports; install.py downloads, verifies and applies, and is imported only
+# when an update starts, so the device loop keeps in RAM only what follows the announcements.
 # Only swap is imported here, so that boot.py's resume() stays light; the rest comes with use.
-import os
-
 from iotlink import swap
 from iotlink.swap import resume  # noqa: F401 (the contract's ota.resume)
 
 PREFIXES = (("fw", "firmware"), ("sw", "software"))
 FIELDS = ("title", "version", "size", "checksum", "checksum_algorithm", "url")
-CHUNK_TRIES = 3  # per chunk: timeouts, dropped connections, 5xx
 ATTEMPTS = 3  # downloads of one package per run; the next boot tries again
-RESERVED = (swap.DIR, "config.json")  # what a bundle may never replace
-ESP32_IMAGE_MAGIC = 0xE9  # first byte of an ESP32 app image; a tar starts with a file name
 
 
 class UpdateFailed(Exception):
     pass
-
-
-def _message(exc):
-    from iotlink.errors import IotlinkError
-
-    if isinstance(exc, (UpdateFailed, ValueError, IotlinkError)):
-        return str(exc)
-    return "%s: %s" % (type(exc).__name__, exc)
 
 
 def _esp32_partition(job):
@@ -59,14 +48,11 @@ class Updater:
     def __init__(self, tb, root="/", chunk_size=4096):
         self.tb = tb
         self.base = swap.base_of(root)
-        self.chunk_size = chunk_size
-        # Allocated now, while the heap is young: after days of uptime a fragmented heap may
-        # have 15 KiB free and no 4 KiB in one piece.
-        self._buf = memoryview(bytearray(chunk_size))
+        self.chunk_size = chunk_size  # the download buffer, allocated when an update starts
         self.retry_ms = 500  # pause before a chunk's 2nd try, twice that before the 3rd
         self._tries = {}
         self._last_ts = 0
-        self._sink = None
+        self.error = None  # why the last report did not reach the server
 
     # ---- what runs, and telling the server ---------------------------------------------
     def _running(self, state, prefix):
@@ -100,7 +86,8 @@ class Updater:
             else:
                 self._last_ts = max(now, self._last_ts + 1)
                 self.tb.send_telemetry(values, ts=self._last_ts)
-        except (IotlinkError, OSError):
+        except (IotlinkError, OSError) as e:
+            self.error = e
             return False
         return True
 
@@ -150,6 +137,11 @@ class Updater:
         self._send_reports(state)
         return True
 
+    def running(self):
+        # {prefix: [title, version] or None}: what runs now, for each kind of package.
+        state = swap.load_state(self.base)
+        return {prefix: self._running(state, prefix) for prefix, _ in PREFIXES}
+
     # ---- deciding --------------------------------------------------------------------
     def check(self, shared):
         # shared: the fw_*/sw_* shared attributes. Updates what differs from what runs.
@@ -159,7 +151,9 @@ class Updater:
         for prefix, path in PREFIXES:
             offer = self._offer(prefix, shared, state)
             if offer:
-                self._update(prefix, path, offer, state)
+                from iotlink.install import Install
+
+                Install(self, prefix, state).run(path, offer)
 
     def _offer(self, prefix, shared, state):
         title = shared.get(prefix + "_title")
@@ -192,140 +186,3 @@ class Updater:
             return None
         return to, size, str(expected).lower(), hasher
 
-    # ---- doing -----------------------------------------------------------------------
-    def _update(self, prefix, path, offer, state):
-        from iotlink import checksum
-
-        to, size, expected, hasher = offer
-        self._report(prefix, "DOWNLOADING")
-        try:
-            import machine  # noqa: F401 (now: nothing may fail for want of RAM after the swap)
-
-            self._download(prefix, path, to, size, hasher)
-            self._report(prefix, "DOWNLOADED")
-            got = checksum.hexdigest(hasher)
-            if got != expected:
-                raise UpdateFailed("checksum mismatch: %s expected, %s computed" % (expected, got))
-            swap.step("verified")
-            self._report(prefix, "VERIFIED")
-            self._report(prefix, "UPDATING")
-            if hasattr(self._sink, "boot"):
-                self._apply_image(prefix, to, state)
-            else:
-                self._apply_bundle(prefix, to, state)
-        except Exception as e:
-            self._give_up(prefix, state, _message(e))
-
-    def _give_up(self, prefix, state, error):
-        # The old app stays (or comes back) whole; the server hears why.
-        if self._sink:
-            self._sink.abort()
-            self._sink = None
-        job = state.get("job")
-        if job is None:
-            swap.rmtree(self.base + swap.STAGE)
-            self._report(prefix, "FAILED", error)
-            return
-        if "image" in job:
-            swap.finish(self.base, state, False, error)
-        else:
-            swap.roll_back(self.base, state, error)
-        self._send_reports(state)
-
-    def _download(self, prefix, path, to, size, hasher):
-        # Chunk N = bytes [N*S, (N+1)*S) of the package, into one buffer, hashed and written out.
-        view = self._buf
-        s = len(view)
-        self._sink = None
-        for n in range((size + s - 1) // s):
-            part = view[: min(s, size - n * s)]
-            self._fetch(path, to, n, part)
-            if self._sink is None:
-                self._sink = self._open_sink(prefix, part[0], size)
-            hasher.update(part)
-            self._sink.write(part)
-            if swap.hook:
-                swap.hook("chunk %d" % n)
-        self._sink.close()
-
-    def _fetch(self, path, to, n, part):
-        import time
-
-        from iotlink import http
-        from iotlink.errors import ConnectionFailed, HTTPError, ProtocolError, Timeout
-
-        want = len(part)
-        error = None
-        for attempt in range(CHUNK_TRIES):
-            if attempt:
-                time.sleep_ms(self.retry_ms * attempt)
-            try:
-                resp = self.tb.open_package(path, to[0], to[1], n, self.chunk_size)
-                try:
-                    length = resp.headers.get("content-length")
-                    if length is not None and int(length) != want:
-                        raise UpdateFailed(
-                            "chunk %d is %d bytes, %d expected: the announced size does not match "
-                            "the package" % (n, int(length), want)
-                        )
-                    got = http.read_into(resp, part)
-                finally:
-                    resp.close()
-                if got == want:
-                    return
-                error = "truncated at %d of %d bytes" % (got, want)
-            except HTTPError as e:
-                if e.status < 500:
-                    raise UpdateFailed("chunk %d refused: %s" % (n, e))
-                error = str(e)
-            except (Timeout, ConnectionFailed, ProtocolError) as e:
-                error = _message(e)
-        raise UpdateFailed("chunk %d failed %d times: %s" % (n, CHUNK_TRIES, error))
-
-    def _open_sink(self, prefix, first_byte, size):
-        if first_byte == ESP32_IMAGE_MAGIC:
-            if prefix != "fw":
-                raise UpdateFailed("an ESP32 app image can only be a firmware package")
-            from iotlink.esp32img import ImageWriter
-
-            return ImageWriter(size)
-        from iotlink import tar
-
-        self._check_space(size)
-        stage = self.base + swap.STAGE
-        swap.rmtree(stage)
-        try:
-            os.mkdir(self.base + swap.DIR)
-        except OSError:
-            pass
-        os.mkdir(stage)
-        return tar.Unpacker(stage + "/", RESERVED)
-
-    def _check_space(self, size):
-        try:
-            st = os.statvfs(self.base or ".")
-        except (OSError, AttributeError):
-            return
-        free = st[1] * st[4]
-        if size > free:
-            raise UpdateFailed("package of %d bytes does not fit in %d bytes of free flash" % (size, free))
-
-    def _apply_bundle(self, prefix, to, state):
-        import machine
-
-        swap.begin(self.base, state, prefix, to, self._sink.top)
-        self._sink = None
-        swap.roll_forward(self.base, state)
-        swap.step("reset")
-        machine.reset()
-
-    def _apply_image(self, prefix, to, state):
-        import machine
-
-        state["job"] = {"kind": prefix, "to": to, "phase": "trial", "image": self._sink.label}
-        swap.save_state(self.base, state)
-        swap.step("journal")
-        self._sink.boot()
-        self._sink = None
-        swap.step("reset")
-        machine.reset()

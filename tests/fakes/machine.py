@@ -167,32 +167,6 @@ class Pin(_Switch):
         return "Pin(%r, mode=%d)" % (self._id, self._mode)
 
 
-class Signal(_Switch):
-    # Signal(pin_obj, *, invert=False) or Signal(pin_arguments..., *, invert=False)
-    def __init__(self, pin, *args, invert=False, **kwargs):
-        self._pin = pin if isinstance(pin, Pin) else Pin(pin, *args, **kwargs)
-        self._invert = invert
-
-    def value(self, x=None):
-        if x is None:
-            return self._pin.value() ^ self._invert
-        self._pin.value((1 if x else 0) ^ self._invert)
-
-
-class ADC:
-    # A steady reading near mid-scale (0.705 V: 27 degC for the RP2040 sensor on ADC(4)).
-    def __init__(self, pin, *, atten=None):
-        _check_wdt()
-        self._pin = pin
-
-    def read_u16(self):
-        _check_wdt()
-        return 14000
-
-    def read_uv(self):
-        return self.read_u16() * 3300000 // 65535
-
-
 class WDT:
     # One hardware watchdog: a second WDT() only changes the timeout. It cannot be stopped.
     def __init__(self, id=0, timeout=5000):
@@ -231,64 +205,13 @@ def reset():
     _reboot("reset")
 
 
-def soft_reset():
-    # The unix process cannot restart its interpreter: the host reboots it like a hard reset.
-    _reboot("soft reset")
-
-
 def reset_cause():
     return int(os.getenv("IOTLINK_RESET_CAUSE") or PWRON_RESET)
 
 
-def bootloader(value=None):
-    # The board leaves the application (e.g. to the BOOTSEL drive): the process ends, no reboot.
-    print("machine: bootloader")
-    sys.exit(0)
+def __getattr__(name):
+    # The rest of the API (Signal, ADC, sleep, freq, unique_id...) is loaded on first use: the
+    # fakes take heap a real board's built-in machine does not, and the device loop never calls it.
+    import _machine_more
 
-
-def unique_id():
-    # Stable per flash folder, different between virtual boards.
-    import hashlib
-
-    return hashlib.sha256(os.getcwd().encode()).digest()[:6]
-
-
-_freq = 160000000
-
-
-def freq(hz=None):
-    global _freq
-    _check_wdt()
-    if hz is None:
-        return _freq
-    _freq = hz
-
-
-def idle():
-    _check_wdt()
-    time.sleep_ms(1)
-
-
-def lightsleep(time_ms=None):
-    _check_wdt()
-    if time_ms is not None:
-        time.sleep_ms(time_ms)
-
-
-def deepsleep(time_ms=None):
-    _check_wdt()
-    if time_ms is not None:
-        time.sleep_ms(time_ms)
-    _reboot("deepsleep wake-up")
-
-
-def disable_irq():
-    return 0
-
-
-def enable_irq(state=0):
-    pass
-
-
-def time_pulse_us(pin, pulse_level, timeout_us=1000000):
-    return -1  # a fake input never pulses: the documented timeout result
+    return getattr(_machine_more, name)

@@ -1,0 +1,103 @@
+# The checks of config.json (config.check): each error names the key and the expected type,
+# never a value. A module of its own because it runs once a boot and is unloaded after.
+import json
+
+from iotlink.config import DEFAULTS, ConfigError, is_int, positive_number, valid_wdt_ms
+
+PLATFORMS = ("thingsboard", "thethings")
+KNOWN = ("platform", "server", "token", "wifi", "provision", "activation_code", "interval_s",
+         "pins", "wdt_ms", "backoff_max_s", "queue_kb", "ca", "tls_insecure")
+
+
+def _got(value):
+    # Numbers are shown, strings only by type: a string may be a secret.
+    if value is None or isinstance(value, (bool, int, float)):
+        return json.dumps(value)
+    if isinstance(value, str):
+        return "a string" if value else "an empty string"
+    return type(value).__name__
+
+
+def _text(cfg, key, where=""):
+    value = cfg[key]
+    if not isinstance(value, str) or not value:
+        raise ConfigError("'%s%s' must be a non-empty string (got %s)" % (where, key, _got(value)))
+
+
+def _section(cfg, key, required, optional=()):
+    section = cfg[key]
+    if not isinstance(section, dict):
+        raise ConfigError("'%s' must be an object (got %s)" % (key, _got(section)))
+    where = key + "."
+    for name in required:
+        if name not in section:
+            raise ConfigError("'%s%s' is missing" % (where, name))
+    for name in section:
+        if name not in required and name not in optional:
+            raise ConfigError("'%s%s' is not a known key" % (where, name))
+        if name != "password":  # an open network may have an empty password
+            _text(section, name, where)
+        elif not isinstance(section[name], str):
+            raise ConfigError("'%spassword' must be a string (got %s)" % (where, _got(section[name])))
+
+
+def _pins(pins):
+    if not isinstance(pins, dict):
+        raise ConfigError("'pins' must be an object of name: pin id (got %s)" % _got(pins))
+    for name in pins:
+        pin_id = pins[name]
+        if not ((is_int(pin_id) and pin_id >= 0) or (isinstance(pin_id, str) and pin_id)):
+            raise ConfigError(
+                "pins['%s'] must be a pin number (int >= 0) or a pin name like \"LED\" (got %s)"
+                % (name, _got(pin_id))
+            )
+
+
+def check(cfg):
+    # Raise ConfigError for the first bad key; return the names of keys this firmware ignores.
+    if not isinstance(cfg, dict):
+        raise ConfigError("the file must hold a JSON object (got %s)" % _got(cfg))
+    platform = cfg.get("platform", DEFAULTS["platform"])
+    if platform not in PLATFORMS:
+        raise ConfigError("'platform' must be one of %s (got %r)" % (", ".join(PLATFORMS), platform))
+    if "server" not in cfg:
+        raise ConfigError("'server' is missing (e.g. \"https://thingsboard.cloud\")")
+    _text(cfg, "server")
+    if not (cfg["server"].startswith("http://") or cfg["server"].startswith("https://")):
+        raise ConfigError("'server' must start with http:// or https://")
+    # https verifies the server by default: a CA certificate file, or an explicit opt-out.
+    if "ca" in cfg:
+        _text(cfg, "ca")
+    if "tls_insecure" in cfg and not isinstance(cfg["tls_insecure"], bool):
+        raise ConfigError("'tls_insecure' must be true or false (got %s)" % _got(cfg["tls_insecure"]))
+    if cfg["server"].startswith("https://") and "ca" not in cfg and not cfg.get("tls_insecure"):
+        raise ConfigError(
+            "an https 'server' needs 'ca' (the CA certificate file on the board, PEM or DER) "
+            "or \"tls_insecure\": true to skip verifying the server"
+        )
+    if "token" in cfg:
+        _text(cfg, "token")
+        for c in "/?#% ":
+            if c in cfg["token"]:
+                raise ConfigError("'token' must not contain '/', '?', '#', '%' or spaces")
+    if "wifi" in cfg:
+        _section(cfg, "wifi", ("ssid",), ("password", "country", "hostname"))
+    if "provision" in cfg:
+        _section(cfg, "provision", ("key", "secret"), ("device_name",))
+    if "activation_code" in cfg:
+        _text(cfg, "activation_code")
+    if "token" not in cfg:
+        if platform == "thingsboard" and "provision" not in cfg:
+            raise ConfigError("no 'token': give the device's access token or a 'provision' block")
+        if platform == "thethings" and "activation_code" not in cfg:
+            raise ConfigError("no 'token': give the thing token or an 'activation_code'")
+    for key in ("interval_s", "backoff_max_s"):
+        if key in cfg and not positive_number(cfg[key]):
+            raise ConfigError("'%s' must be a positive number of seconds (got %s)" % (key, _got(cfg[key])))
+    if "wdt_ms" in cfg and not valid_wdt_ms(cfg["wdt_ms"]):
+        raise ConfigError("'wdt_ms' must be an integer >= 1000 (got %s)" % _got(cfg["wdt_ms"]))
+    if "queue_kb" in cfg and not (is_int(cfg["queue_kb"]) and cfg["queue_kb"] >= 8):
+        raise ConfigError("'queue_kb' must be an integer >= 8 (got %s)" % _got(cfg["queue_kb"]))
+    if "pins" in cfg:
+        _pins(cfg["pins"])
+    return [k for k in cfg if k not in KNOWN]

@@ -1,0 +1,173 @@
+# One update, once ota.Updater has decided to take an announced package: download it chunk by
+# chunk into one buffer, hash it as it comes, stream it to flash (a tar bundle into the staging
+# folder, an ESP32 app image to the next OTA partition), and only once the checksum verifies,
+# swap the staged app in (swap.py) or make the image the boot partition, then reset.
+# Imported only when an update starts: the device loop does not keep this code in RAM.
+import gc
+import os
+
+from iotlink import swap
+from iotlink.errors import IotlinkError
+from iotlink.ota import UpdateFailed
+
+CHUNK_TRIES = 3  # per chunk: timeouts, dropped connections, 5xx
+RESERVED = (swap.DIR, "config.json")  # what a bundle may never replace
+ESP32_IMAGE_MAGIC = 0xE9  # first byte of an ESP32 app image; a tar starts with a file name
+
+
+def _message(exc):
+    if isinstance(exc, (UpdateFailed, ValueError, IotlinkError)):
+        return str(exc)
+    return "%s: %s" % (type(exc).__name__, exc)
+
+
+class Install:
+    def __init__(self, updater, prefix, state):
+        self.up = updater
+        self.prefix = prefix
+        self.state = state
+        self.base = updater.base
+        self._sink = None
+
+    def _report(self, state, error=None):
+        return self.up._report(self.prefix, state, error)
+
+    def run(self, path, offer):
+        from iotlink import checksum
+
+        to, size, expected, hasher = offer
+        self._report("DOWNLOADING")
+        try:
+            import machine  # noqa: F401 (now: nothing may fail for want of RAM after the swap)
+
+            self._download(path, to, size, hasher)
+            self._report("DOWNLOADED")
+            got = checksum.hexdigest(hasher)
+            if got != expected:
+                raise UpdateFailed("checksum mismatch: %s expected, %s computed" % (expected, got))
+            swap.step("verified")
+            self._report("VERIFIED")
+            self._report("UPDATING")
+            if hasattr(self._sink, "boot"):
+                self._apply_image(to)
+            else:
+                self._apply_bundle(to)
+        except Exception as e:
+            self._give_up(_message(e))
+
+    def _give_up(self, error):
+        # The old app stays (or comes back) whole; the server hears why.
+        if self._sink:
+            self._sink.abort()
+            self._sink = None
+        job = self.state.get("job")
+        if job is None:
+            swap.rmtree(self.base + swap.STAGE)
+            self._report("FAILED", error)
+            return
+        if "image" in job:
+            swap.finish(self.base, self.state, False, error)
+        else:
+            swap.roll_back(self.base, self.state, error)
+        self.up._send_reports(self.state)
+
+    def _download(self, path, to, size, hasher):
+        # Chunk N = bytes [N*S, (N+1)*S) of the package, into one buffer, hashed and written out.
+        # The buffer needs chunk_size bytes in one piece. Allocated only now, it costs the loop
+        # nothing; in a heap too fragmented after long uptime the update fails (FAILED, a
+        # MemoryError) and the next boot, with a young heap, tries the package again.
+        gc.collect()
+        view = memoryview(bytearray(self.up.chunk_size))
+        s = len(view)
+        for n in range((size + s - 1) // s):
+            part = view[: min(s, size - n * s)]
+            self._fetch(path, to, n, part)
+            if self._sink is None:
+                self._sink = self._open_sink(part[0], size)
+            hasher.update(part)
+            self._sink.write(part)
+            if swap.hook:
+                swap.hook("chunk %d" % n)
+        self._sink.close()
+
+    def _fetch(self, path, to, n, part):
+        import time
+
+        from iotlink import http
+        from iotlink.errors import ConnectionFailed, HTTPError, ProtocolError, Timeout
+
+        want = len(part)
+        error = None
+        for attempt in range(CHUNK_TRIES):
+            if attempt:
+                time.sleep_ms(self.up.retry_ms * attempt)
+            try:
+                resp = self.up.tb.open_package(path, to[0], to[1], n, self.up.chunk_size)
+                try:
+                    length = resp.headers.get("content-length")
+                    if length is not None and int(length) != want:
+                        raise UpdateFailed(
+                            "chunk %d is %d bytes, %d expected: the announced size does not match "
+                            "the package" % (n, int(length), want)
+                        )
+                    got = http.read_into(resp, part)
+                finally:
+                    resp.close()
+                if got == want:
+                    return
+                error = "truncated at %d of %d bytes" % (got, want)
+            except HTTPError as e:
+                if e.status < 500:
+                    raise UpdateFailed("chunk %d refused: %s" % (n, e))
+                error = str(e)
+            except (Timeout, ConnectionFailed, ProtocolError) as e:
+                error = _message(e)
+        raise UpdateFailed("chunk %d failed %d times: %s" % (n, CHUNK_TRIES, error))
+
+    def _open_sink(self, first_byte, size):
+        if first_byte == ESP32_IMAGE_MAGIC:
+            if self.prefix != "fw":
+                raise UpdateFailed("an ESP32 app image can only be a firmware package")
+            from iotlink.esp32img import ImageWriter
+
+            return ImageWriter(size)
+        from iotlink import tar
+
+        self._check_space(size)
+        stage = self.base + swap.STAGE
+        swap.rmtree(stage)
+        try:
+            os.mkdir(self.base + swap.DIR)
+        except OSError:
+            pass
+        os.mkdir(stage)
+        return tar.Unpacker(stage + "/", RESERVED)
+
+    def _check_space(self, size):
+        try:
+            st = os.statvfs(self.base or ".")
+        except (OSError, AttributeError):
+            return
+        free = st[1] * st[4]
+        if size > free:
+            raise UpdateFailed("package of %d bytes does not fit in %d bytes of free flash" % (size, free))
+
+    def _apply_bundle(self, to):
+        import machine
+
+        swap.begin(self.base, self.state, self.prefix, to, self._sink.top)
+        self._sink = None
+        swap.roll_forward(self.base, self.state)
+        swap.step("reset")
+        machine.reset()
+
+    def _apply_image(self, to):
+        import machine
+
+        self.state["job"] = {"kind": self.prefix, "to": to, "phase": "trial", "image": self._sink.label}
+        swap.save_state(self.base, self.state)
+        swap.step("journal")
+        self._sink.boot()
+        self._sink = None
+        swap.step("reset")
+        machine.reset()
