@@ -40,6 +40,24 @@ tb.reply_rpc(r["id"], {{"pin": "23", "value": 0}})
     assert first.body == b'{"ts": 1700000000000, "values": {"n": 0}}'
 
 
+def test_the_clock_is_set_over_the_kept_alive_connection(server, device, mp):
+    # A HEAD reply announces a body it does not send: reading none keeps the connection usable.
+    run = mp(f"""
+from iotlink import clock
+from iotlink.thingsboard import ThingsBoard
+tb = ThingsBoard({server.url!r}, "TEST_TOKEN", keepalive=True)
+tb.send_telemetry({{"n": 1}})
+out(clock.sync({server.url!r}, timeout=5, transport=tb.transport))
+tb.send_telemetry({{"n": 2}})
+out(clock.now_ms())
+""")
+    synced, now = run.results
+    heads = server.requests_to("/", "HEAD")
+    assert synced and len(heads) >= 2  # the first Date, then probes until its second turns
+    assert peers(server, "/") == {server.requests_to("/telemetry")[0].peer}  # one TCP connection
+    assert abs(now - server.requests_to("/telemetry")[-1].at * 1000) < 1500
+
+
 def test_a_connection_the_server_closed_while_idle_is_replaced(mp):
     # Each reply says keep-alive, then the server closes anyway (an idle timeout).
     raw = RawServer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")

@@ -294,7 +294,7 @@ class App:
         # Client timestamps need a clock a server has set (NTP, else the server's Date header).
         # Until then records carry their uptime, and every step tries again before its own
         # request, so the first answer after an outage sets the clock before the queue goes.
-        self.clock_failed = not clock.sync(self.cfg["server"], timeout=self.timeout_s)
+        self.clock_failed = not clock.sync(self.cfg["server"], timeout=self.timeout_s, transport=self.client.transport)
         if not self.clock_failed:
             print("clock: set")
             self.timeline.clock_set(clock.now_ms(), self.uptime_ms())

@@ -88,37 +88,33 @@ def sync_ntp(host=None, timeout=5):
     return True
 
 
-def _keep_date(line, headers):
-    if line[:5].lower() == b"date:":
-        headers["date"] = line[5:].strip()
-
-
-def _server_seconds(url, timeout):
+def _server_seconds(url, timeout, transport):
     # The server's Date in unix seconds, or None.
     try:
-        resp = http.open("HEAD", url, timeout=timeout, keep=_keep_date)
+        resp = transport.open("HEAD", url, None, timeout)
     except IotlinkError:
         return None
     resp.close()
     date = resp.headers.get("date")
     try:
-        return parse_http_date(date.decode()) if date else None
+        return parse_http_date(date.decode().strip()) if date else None
     except ValueError:
         return None
 
 
-def sync_http(url, timeout=10, probes=12):
+def sync_http(url, timeout=10, probes=12, transport=http):
     # From the Date header of the server's replies; True when set. Date has whole seconds, so
     # the server is asked again (every 100 ms, `probes` times at most) until its second turns:
     # that moment is known to a round trip. If it does not turn, the middle of the second.
-    first = _server_seconds(url, timeout)
+    # transport: a client's kept-alive connection saves a handshake per probe.
+    first = _server_seconds(url, timeout, transport)
     if first is None:
         return False
     seconds = first
     for _ in range(probes):
         time.sleep_ms(100)
         sent = _local_ms()
-        seconds = _server_seconds(url, timeout)
+        seconds = _server_seconds(url, timeout, transport)
         if seconds is None:
             break
         if seconds != first:
@@ -128,6 +124,6 @@ def sync_http(url, timeout=10, probes=12):
     return True
 
 
-def sync(server, ntp_host=None, timeout=5):
+def sync(server, ntp_host=None, timeout=5, transport=http):
     # NTP first (millisecond precision), then the server's HTTP Date header.
-    return sync_ntp(ntp_host, timeout) or sync_http(server, timeout)
+    return sync_ntp(ntp_host, timeout) or sync_http(server, timeout, transport=transport)

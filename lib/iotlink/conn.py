@@ -196,7 +196,7 @@ class Connection:
                 if not status_line and reused and not attempt:
                     self.close()
                     continue
-                return self._read_head(status_line)
+                return self._read_head(status_line, method == "HEAD")
             except OSError as e:
                 self.close()
                 if reused and not attempt and e.args and e.args[0] not in http.TIMEOUT_ERRNOS:
@@ -206,7 +206,7 @@ class Connection:
                 self.close()
                 raise
 
-    def _read_head(self, status_line):
+    def _read_head(self, status_line, head_only):
         parts = status_line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
             raise ProtocolError("bad status line")
@@ -233,6 +233,8 @@ class Connection:
         chunked = b"chunked" in headers.pop("transfer-encoding", b"").lower()
         length = None if chunked else headers.get("content-length")
         length = int(length) if length is not None else None
+        if head_only:  # the headers describe the body a GET would have; none follows
+            chunked, length = False, 0
         if length is None and not chunked:
             keep_alive = False  # the body ends when the server closes
         self._reusable = keep_alive

@@ -125,7 +125,7 @@ class TheThings:
         self._token = token
         self.timeout = timeout
         self._cadata = cadata
-        self._http = transport(server, timeout, keepalive, cadata)
+        self.transport = transport(server, timeout, keepalive, cadata)  # also sets the clock
         self._stream = None
         self._keep_alive_ms = None
         self._heard = 0  # ticks_ms of the channel's last byte
@@ -141,7 +141,7 @@ class TheThings:
             raise HTTPError(status, error_message(data).replace(self._token, "<token>"))
 
     def _request(self, method, url, payload=None, limit=http.MAX_BODY):
-        status, data = exchange(self._http, method, url, payload, self.timeout, self, limit)
+        status, data = exchange(self.transport, method, url, payload, self.timeout, self, limit)
         self._check(status, data)
         return data
 
@@ -168,7 +168,7 @@ class TheThings:
         # The values of a resource as the server lists them; [] when it has none (404).
         check_key(key)
         status, data = exchange(
-            self._http, "GET", self._thing + "/resources/" + key + query, None, self.timeout, self, limit
+            self.transport, "GET", self._thing + "/resources/" + key + query, None, self.timeout, self, limit
         )
         if status == 404:
             return []

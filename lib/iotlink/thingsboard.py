@@ -14,7 +14,7 @@ class ThingsBoard:
         self._server = server.rstrip("/")
         self.use_token(token)
         self.timeout = timeout
-        self._http = transport(server, timeout, keepalive, cadata)
+        self.transport = transport(server, timeout, keepalive, cadata)  # also sets the clock
 
     def use_token(self, token):
         # Requests from now on go with this token (a new one, after provisioning again).
@@ -25,7 +25,7 @@ class ThingsBoard:
 
     def _call(self, method, path, payload=None, timeout=None, limit=http.MAX_BODY):
         body = None if payload is None else http.dumps(payload)
-        status, data, _ = self._http.request(
+        status, data, _ = self.transport.request(
             method, self._url(path), body, timeout or self.timeout, limit
         )
         return status, data
@@ -111,7 +111,7 @@ class ThingsBoard:
             "%s?title=%s&version=%s&size=%d&chunk=%d"
             % (kind, http.quote(title), http.quote(version), size, chunk)
         )
-        resp = self._http.open("GET", url, timeout=self.timeout)
+        resp = self.transport.open("GET", url, timeout=self.timeout)
         if resp.status_code != 200:
             check(resp.status_code, http.read_body(resp, 512))
         return resp

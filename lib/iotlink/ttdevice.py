@@ -33,6 +33,7 @@ def _pick(settings, keys):
 class TTDevice:
     def __init__(self, server, token, timeout=10, keepalive=False, cadata=None):
         self.tt = TheThings(server, token, timeout=timeout, keepalive=keepalive, cadata=cadata)
+        self.transport = self.tt.transport
         # The loop owns retries: it queues the data and backs off without blocking the
         # watchdog, so a write fails at once instead of sleeping through TheThings' retries.
         self.tt.retries = 0
