@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import os
+import platform
 import pty
 import select
 import signal
@@ -34,6 +35,13 @@ from pathlib import Path
 from .vboard import REBOOT_STATUS, _die_with_host, board_env, micropython_command
 
 INTERRUPT = b"\x03"  # Ctrl-C
+# System calls in which a process waits for time or input and which a signal cuts short (Linux
+# numbers): sleeps, polls, and reads, receives, connects that block on a terminal or a socket.
+# Not writes: MicroPython goes on after one, with the KeyboardInterrupt still pending.
+WAITS = {
+    "x86_64": {0, 7, 23, 35, 42, 43, 45, 47, 230, 232, 270, 271, 281, 288},
+    "aarch64": {22, 63, 72, 73, 101, 115, 202, 203, 207, 212, 242},
+}.get(platform.machine())  # another machine: any system call the process sleeps in
 
 # Runs as `micropython -c`: boot.py, then main.py, as a board does; an exception in either is
 # printed. Then the REPL, which the unix port enters after -c when MICROPYINSPECT is set (in the
@@ -212,21 +220,26 @@ class PtyBoard:
 
     def _stop_where_interruptible(self, patience_s: float = 1.0) -> int | None:
         """Stop the board's process where a Ctrl-C is safe; returns its pid, for the caller to
-        continue it once the Ctrl-C is in (the SIGINT is delivered there), or None if none runs.
+        continue it once the Ctrl-C is in, or None if none runs.
 
-        The unix port raises KeyboardInterrupt straight from its SIGINT handler, wherever the
-        interpreter is: landing while it holds its qstr or GC lock leaves that lock taken, and the
-        board hangs at its next allocation (a deploy then cannot enter the raw REPL; mostly seen on
-        a loaded machine, where a board is still importing its app when the deploy interrupts it).
-        A real board raises it between bytecodes. The nearest safe point the host can see is a
-        system call (a sleep, a poll, a read): the process is stopped until it is in one, or at the
-        REPL (which takes Ctrl-C as a byte). A process that makes no system call for patience_s (a
-        busy loop) is interrupted wherever it is, as before."""
+        The unix port makes SIGINT a pending KeyboardInterrupt, raised at the interpreter's next
+        check. Raised from its own C code while it holds its qstr lock (seen while it compiles a
+        module being imported), it leaves that lock taken and the board hangs at its next parse:
+        a deploy then cannot enter the raw REPL, mostly on a loaded machine, where a board is
+        still importing its app when the deploy interrupts it. A real board has no such lock.
+        A SIGINT that cuts a wait short (WAITS) is raised in the wait or at the next bytecode
+        check after it. So the process is stopped until it sleeps in one, or the REPL reads
+        (Ctrl-C is a byte then); one that does not wait for patience_s (a busy loop) is
+        interrupted wherever it is, as before."""
         deadline = time.monotonic() + patience_s
         while (proc := self._proc) is not None and proc.poll() is None:
+            waiting = _waiting_in(proc.pid)
             if not _signal(proc.pid, signal.SIGSTOP):
                 return None
-            if _takes_interrupt(proc.pid, self._board_side) or time.monotonic() >= deadline:
+            if _stopped(proc.pid) and (not termios.tcgetattr(self._board_side)[3] & termios.ISIG or (
+                    waiting and _syscall(proc.pid) == waiting and _sigint(proc.pid, "SigCgt"))):
+                return proc.pid
+            if time.monotonic() >= deadline:
                 return proc.pid
             _signal(proc.pid, signal.SIGCONT)
             time.sleep(0.002)
@@ -251,30 +264,39 @@ def _sigint(pid: int, field: str) -> bool | None:
     return bool(mask & (1 << (signal.SIGINT - 1)))
 
 
-def _takes_interrupt(pid: int, tty: int, timeout: float = 0.5) -> bool:
-    """Whether the stopped process pid takes a Ctrl-C on its terminal safely now: the terminal
-    passes it as a byte (the REPL is reading), or it becomes a SIGINT the interpreter catches
-    while the process waits in a system call."""
-    deadline = time.monotonic() + timeout
-    while True:  # SIGSTOP takes effect when the process next enters the kernel
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                state = stat.read().rpartition(")")[2].split()[0]
-        except OSError:
-            return False
-        if state == "T":
-            break
-        if state in "ZX" or time.monotonic() >= deadline:
-            return False
-        time.sleep(0.001)
-    if not termios.tcgetattr(tty)[3] & termios.ISIG:
-        return True
+def _state(pid: int) -> str:
+    """R running, S sleeping in a wait a signal cuts short, T stopped, ... ("" when gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0]
+    except OSError:
+        return ""
+
+
+def _syscall(pid: int) -> str | None:
+    """The system call the (blocked) process is in, with its arguments and stack: None outside one."""
     try:
         with open(f"/proc/{pid}/syscall") as syscall:
-            waiting = syscall.read().split()[0] not in ("-1", "running")
+            line = syscall.read().strip()
     except OSError:
-        return False
-    return waiting and bool(_sigint(pid, "SigCgt"))
+        return None
+    return None if line.split()[0] in ("-1", "running") else line
+
+
+def _waiting_in(pid: int) -> str | None:
+    """The system call the process sleeps in, when it is one of WAITS, else None."""
+    line = _syscall(pid) if _state(pid) == "S" else None
+    return line if line and (WAITS is None or int(line.split()[0]) in WAITS) else None
+
+
+def _stopped(pid: int, timeout: float = 0.5) -> bool:
+    """Wait until SIGSTOP took effect (when the process next enters the kernel)."""
+    deadline = time.monotonic() + timeout
+    while (state := _state(pid)) != "T":
+        if state in ("", "Z", "X") or time.monotonic() >= deadline:
+            return False
+        time.sleep(0.001)
+    return True
 
 
 def _send(fd: int, data: bytes, patience_s: float = 1.0) -> None:
