@@ -28,6 +28,23 @@ def test_at_rate_zero_it_is_transparent(server, device):
     assert proxy.stats == {"passed": 5}
 
 
+def test_a_head_reply_passes_on_a_kept_alive_connection(server, device):
+    # Its Content-Length describes a body that never comes: the proxy must not wait for it.
+    with FaultProxy(server.url, rate=0) as proxy:
+        host, port = proxy.url.split("//")[1].split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=5)
+        try:
+            statuses = []
+            for method in ("HEAD", "HEAD", "GET"):
+                conn.request(method, "/api/v1/TEST_TOKEN/attributes")
+                resp = conn.getresponse()
+                resp.read()
+                statuses.append((method, resp.status, resp.getheader("Date") is not None))
+        finally:
+            conn.close()
+    assert [has_date for _, _, has_date in statuses] == [True] * 3 and statuses[-1][1] == 200
+
+
 @pytest.mark.parametrize("fault,reaches_server,client_sees", [
     ("refuse", False, "RemoteDisconnected"),
     ("lose_reply", True, "RemoteDisconnected"),

@@ -26,9 +26,10 @@ FAULTS = ("refuse", "lose_reply", "delay", "truncate", "corrupt", "error")
 MAX_MESSAGE = 8 * 1024 * 1024
 
 
-def read_message(sock: socket.socket, buffered: bytes = b"") -> tuple[bytes, bytes]:
+def read_message(sock: socket.socket, buffered: bytes = b"", to_head: bool = False) -> tuple[bytes, bytes]:
     """One HTTP message (head + body by Content-Length or chunked, else to EOF); returns it and
-    what was read past its end. Returns (b"", b"") when the peer closed before a message."""
+    what was read past its end. Returns (b"", b"") when the peer closed before a message.
+    to_head: the reply to a HEAD request, whose headers describe a body that never comes."""
     data = buffered
     while b"\r\n\r\n" not in data:
         part = sock.recv(65536)
@@ -41,7 +42,9 @@ def read_message(sock: socket.socket, buffered: bytes = b"") -> tuple[bytes, byt
         name, _, value = line.partition(b":")
         fields[name.strip().lower()] = value.strip()
     is_request = not head.startswith(b"HTTP/")
-    if b"content-length" in fields:
+    if to_head:
+        end = 0
+    elif b"content-length" in fields:
         end = int(fields[b"content-length"])
     elif b"chunked" in fields.get(b"transfer-encoding", b"").lower():
         while not body.endswith(b"0\r\n\r\n"):
@@ -135,7 +138,7 @@ class FaultProxy:
             time.sleep(rng.uniform(0, self.max_delay_s))
         with socket.create_connection(self.upstream, timeout=60) as up:
             up.sendall(request)
-            reply, _ = read_message(up)
+            reply, _ = read_message(up, to_head=request.startswith(b"HEAD "))
         if fault == "lose_reply":
             return False
         if fault == "truncate":
