@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from . import FAKES
 from .devserver import DevServer
@@ -53,19 +54,33 @@ def fakes_heap_bytes(fakes: Path) -> int:
     return int(proc.stdout.split()[-1])
 
 
-def loop_runs(heap_kb: int, work: Path, iterations: int = ITERATIONS, timeout_s: float = 120) -> bool:
+def fakes_env(work: Path) -> dict[str, str]:
+    """A bench board's MICROPYPATH: the compiled fakes, the flash's lib, the port's frozen modules."""
+    return {"MICROPYPATH": f"{compiled_fakes(work / 'fakes')}:lib:.frozen"}
+
+
+def mpy_board(flash: Path, heap_kb: int, work: Path) -> Board:
+    """The firmware as `iotlink deploy --mpy` leaves it: the library as .mpy files on the flash."""
+    lib = flash / "lib"
+    for f in (lib / "iotlink").glob("*.py"):
+        f.unlink()
+    compile_library(lib)
+    return Board(flash, "loop", heapsize=f"{heap_kb}K", env=fakes_env(work))
+
+
+# (flash with the firmware installed, heap in KiB, work folder) -> the board, not yet started.
+MakeBoard = Callable[[Path, int, Path], Board]
+
+
+def loop_runs(heap_kb: int, work: Path, iterations: int = ITERATIONS, timeout_s: float = 120,
+              make_board: MakeBoard = mpy_board) -> bool:
     """Whether the loop delivers `iterations` records in a heap of heap_kb without a crash."""
     with DevServer(async_timeout_ms=3000) as server:
         server.add_device("loop-bench", TOKEN)
         flash = prepare_flash(work / f"flash-{heap_kb}", {
             "server": server.url, "token": TOKEN, "interval_s": 0.02, "backoff_max_s": 1,
             "pins": {"23": 23, "led": "LED"}})
-        lib = flash / "lib"
-        for f in (lib / "iotlink").glob("*.py"):
-            f.unlink()
-        compile_library(lib)
-        env = {"MICROPYPATH": f"{compiled_fakes(work / 'fakes')}:lib:.frozen"}
-        board = Board(flash, "loop", heapsize=f"{heap_kb}K", env=env).start()
+        board = make_board(flash, heap_kb, work).start()
         try:
             deadline = time.monotonic() + timeout_s
             n = 0
@@ -87,13 +102,14 @@ def loop_runs(heap_kb: int, work: Path, iterations: int = ITERATIONS, timeout_s:
             board.stop()
 
 
-def smallest_heap_kb(work: Path, low: int = 16, high: int = 256, step: int = 8) -> int | None:
+def smallest_heap_kb(work: Path, low: int = 16, high: int = 256, step: int = 8,
+                     make_board: MakeBoard = mpy_board) -> int | None:
     """Bisect (in `step` KiB) for the smallest heap the loop runs in; None if not even `high`."""
-    if not loop_runs(high, work):
+    if not loop_runs(high, work, make_board=make_board):
         return None
     while high - low > step:
         mid = (low + high) // 2 // step * step
-        if loop_runs(mid, work):
+        if loop_runs(mid, work, make_board=make_board):
             high = mid
         else:
             low = mid
