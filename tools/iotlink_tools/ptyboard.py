@@ -25,6 +25,7 @@ import platform
 import pty
 import select
 import signal
+import stat
 import subprocess
 import termios
 import threading
@@ -36,12 +37,12 @@ from .vboard import REBOOT_STATUS, _die_with_host, board_env, micropython_comman
 
 INTERRUPT = b"\x03"  # Ctrl-C
 # System calls in which a process waits for time or input and which a signal cuts short (Linux
-# numbers): sleeps, polls, and reads, receives, connects that block on a terminal or a socket.
-# Not writes: MicroPython goes on after one, with the KeyboardInterrupt still pending.
+# numbers): sleeps, polls, and reads, receives, connects on a terminal or a socket. Not writes or
+# file reads: MicroPython goes on after one, with the KeyboardInterrupt still pending.
 WAITS = {
     "x86_64": {0, 7, 23, 35, 42, 43, 45, 47, 230, 232, 270, 271, 281, 288},
     "aarch64": {22, 63, 72, 73, 101, 115, 202, 203, 207, 212, 242},
-}.get(platform.machine())  # another machine: any system call the process sleeps in
+}.get(platform.machine(), set())  # another machine: Ctrl-C goes in after the patience, as before
 
 # Runs as `micropython -c`: boot.py, then main.py, as a board does; an exception in either is
 # printed. Then the REPL, which the unix port enters after -c when MICROPYINSPECT is set (in the
@@ -233,11 +234,10 @@ class PtyBoard:
         interrupted wherever it is, as before."""
         deadline = time.monotonic() + patience_s
         while (proc := self._proc) is not None and proc.poll() is None:
-            waiting = _waiting_in(proc.pid)
             if not _signal(proc.pid, signal.SIGSTOP):
                 return None
             if _stopped(proc.pid) and (not termios.tcgetattr(self._board_side)[3] & termios.ISIG or (
-                    waiting and _syscall(proc.pid) == waiting and _sigint(proc.pid, "SigCgt"))):
+                    _waiting(proc.pid) and _sigint(proc.pid, "SigCgt"))):
                 return proc.pid
             if time.monotonic() >= deadline:
                 return proc.pid
@@ -265,28 +265,27 @@ def _sigint(pid: int, field: str) -> bool | None:
 
 
 def _state(pid: int) -> str:
-    """R running, S sleeping in a wait a signal cuts short, T stopped, ... ("" when gone)."""
+    """R running, S sleeping, T stopped, Z ended... ("" when gone)."""
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0]
+        with open(f"/proc/{pid}/stat") as stat_file:
+            return stat_file.read().rpartition(")")[2].split()[0]
     except OSError:
         return ""
 
 
-def _syscall(pid: int) -> str | None:
-    """The system call the (blocked) process is in, with its arguments and stack: None outside one."""
+def _waiting(pid: int) -> bool:
+    """Whether the stopped process is in one of WAITS (a read of a regular file never waits)."""
     try:
         with open(f"/proc/{pid}/syscall") as syscall:
-            line = syscall.read().strip()
+            number, *args = syscall.read().split() or ["-1"]
     except OSError:
-        return None
-    return None if line.split()[0] in ("-1", "running") else line
-
-
-def _waiting_in(pid: int) -> str | None:
-    """The system call the process sleeps in, when it is one of WAITS, else None."""
-    line = _syscall(pid) if _state(pid) == "S" else None
-    return line if line and (WAITS is None or int(line.split()[0]) in WAITS) else None
+        return False
+    if not number.isdigit() or int(number) not in WAITS:
+        return False  # outside any system call ("-1", "running"), or in another one
+    try:  # the first argument of a read or a receive is its file descriptor
+        return not stat.S_ISREG(os.stat(f"/proc/{pid}/fd/{int(args[0], 16)}").st_mode)
+    except (OSError, ValueError, IndexError):
+        return True  # a time, a list to poll: no open file
 
 
 def _stopped(pid: int, timeout: float = 0.5) -> bool:
