@@ -55,6 +55,13 @@ def test_non_ascii_values_arrive_intact(server, device, mp):
     assert server.latest_telemetry("test-device")["name"][1] == "Zürich"
 
 
+def test_attribute_keys_are_percent_encoded_in_the_query(server, device, mp):
+    server.set_shared_attributes("test-device", {"room temp": 21, "Zürich": "yes", "plain_key-1.x~": 1})
+    run = mp(tb(server.url) + 'out(tb.request_attributes(shared_keys=["room temp", "Zürich", "plain_key-1.x~"]))')
+    assert run.result["shared"] == {"room temp": 21, "Zürich": "yes", "plain_key-1.x~": 1}
+    assert server.requests_to("/attributes", "GET")[0].query == {"sharedKeys": ["room temp,Zürich,plain_key-1.x~"]}
+
+
 def test_client_attributes_and_request(server, device, mp):
     server.set_shared_attributes("test-device", {"interval_s": 30, "mode": "eco"})
     run = mp(tb(server.url) + """

@@ -55,11 +55,22 @@ _SAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"
 
 
 def quote(value):
-    # Percent-encode a query or path value.
-    out = []
-    for b in str(value).encode():
-        out.append(chr(b) if b in _SAFE else "%%%02X" % b)
-    return "".join(out)
+    # Percent-encode a query or path value. Keys and versions are mostly safe as they are: then
+    # no copy at all, else one bytearray (not a string per character).
+    value = str(value)
+    raw = value.encode()
+    for b in raw:
+        if b not in _SAFE:
+            break
+    else:
+        return value
+    out = bytearray()
+    for b in raw:
+        if b in _SAFE:
+            out.append(b)
+        else:
+            out.extend(b"%%%02X" % b)
+    return out.decode()
 
 
 def open(method, url, body=None, timeout=10, headers=None, keep=keep_header):
