@@ -6,9 +6,10 @@ lies; only the objects made at import (functions, classes, module globals) take 
 port has no flash, so the image is read into a bytearray allocated before anything else (one
 block at the bottom of the heap, as the partition would be one block of flash) and mounted at
 /rom. `-X heapsize` is then the image (rounded up to whole KiB) plus the heap bisected for: the
-figure is the heap the loop needs besides its code. The image holds only lib/iotlink; the fakes
-of machine and network are .mpy files on the flash as in bench_loop, so the two figures differ
-in one thing, where the library's bytecode lives.
+figure is the heap the loop needs besides its code. The image holds lib/iotlink and, in
+/rom/firmware first on the path, the compiled fakes of machine and network: on a board those are
+built into the firmware, so their code is in flash there too (their objects still take heap
+here, which a board's C modules do not).
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ MOUNT_POINT = "/rom"
 
 
 def build_image(path: Path) -> Path:
-    """Write a ROMFS image holding lib/iotlink/*.mpy to path, as `mpremote romfs build` does."""
+    """Write a ROMFS image holding lib/iotlink/*.mpy and firmware/ (the compiled hardware fakes)
+    to path, as `mpremote romfs build` does."""
     with tempfile.TemporaryDirectory() as tmp:
         compile_library(Path(tmp) / "lib")
+        bench_loop.compiled_fakes(Path(tmp) / "firmware")
         with contextlib.redirect_stdout(io.StringIO()):  # make_romfs prints the tree it builds
             image = make_romfs(tmp, mpy_cross=False)
     path.write_bytes(image)
@@ -50,6 +53,7 @@ def mount_program(image: Path) -> str:
             f"    _f.readinto(_rom)\n"
             f"import sys, vfs\n"
             f"vfs.mount(vfs.VfsRom(_rom), {MOUNT_POINT!r})\n"
+            f"sys.path.insert(0, {MOUNT_POINT + '/firmware'!r})\n"
             f"sys.path.append({MOUNT_POINT + '/lib'!r})\n"
             f"del _f, _rom\n")
 
@@ -57,7 +61,7 @@ def mount_program(image: Path) -> str:
 def romfs_board(image: Path, flash: Path, heap_kb: int, work: Path) -> Board:
     """The firmware with the library only in ROMFS; heap_kb is the heap besides the image."""
     shutil.rmtree(flash / FLASH_PACKAGE)  # nothing to import iotlink from but /rom/lib
-    board = Board(flash, "loop-romfs", env=bench_loop.fakes_env(work))
+    board = Board(flash, "loop-romfs", env={"MICROPYPATH": "lib:.frozen"})
     # A board mounts its ROMFS before boot.py runs: the same boot, with the mount in front.
     heapsize = f"{heap_kb + image_kib(image)}K"
     board.command = micropython_command(heapsize) + ["-c", mount_program(image) + BOOT_SEQUENCE]
