@@ -149,6 +149,25 @@ out(got)
     assert [e.query for e in server.requests_to(catch_ups)] == [{"limit": ["1"]}] * 3
 
 
+def test_a_value_written_between_opening_and_the_catch_up_read_is_given_once(server, mp):
+    thing = server.thethings
+    token = thing.add_thing()["token"]
+    # The write lands after the channel opened and before the catch-up read is answered: the
+    # channel brings it and the read returns it.
+    thing.before_next(f"/v2/things/{token}/resources/cmd", lambda: thing.write(token, {"cmd": "go"}))
+    run = mp(tt(server.url, token) + """
+got = []
+def seen(key, value):
+    got.append([key, value])
+out(tt.subscribe(seen, keep_alive_ms=300, duration_ms=1500, keys=("cmd",)))
+out(got)
+""")
+    assert run.results == [False, [["cmd", "go"]]]
+    streamed = [json.loads(d) for d in thing.streamed(token)]
+    assert [{"key": "cmd", "value": "go"}] in [[{k: v[k] for k in ("key", "value")} for v in doc]
+                                               for doc in streamed if isinstance(doc, list)]
+
+
 def test_heartbeats_keep_a_quiet_channel_open(server, mp):
     token = server.thethings.add_thing()["token"]
     run = mp(tt(server.url, token) + """

@@ -346,6 +346,7 @@ class TheThings:
                 if seen and seen[1] == item["value"] and seen[0] in (None, item.get("datetime")):
                     continue  # already given to the callback
                 item.setdefault("key", key)
+                item["caught_up"] = True
                 self._pending.append(item)
 
     def _listen(self, left):
@@ -377,6 +378,10 @@ class TheThings:
         key, value = item["key"], item.get("value")
         if self._own_echo(key, value):
             return False
+        if item.get("caught_up"):
+            # Written after the channel opened and before the read: the channel brings it too.
+            # Ignored once, as an echo is.
+            self._echoes.append((key, value, time.ticks_ms()))
         if key in keys:
             self._seen[key] = (item.get("datetime"), value)
         return callback(key, value)

@@ -27,7 +27,7 @@ import re
 import secrets
 import threading
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .core import now_ms
 from .web import Request, Response, json_response
@@ -152,6 +152,7 @@ class TheThingsServer:
         self.page_size = page_size  # a read answers at most this many values
         self._subscriptions: list[_Subscription] = []
         self._streamed: dict[str, list[bytes]] = {}
+        self._before: list[tuple[str, Callable[[], None]]] = []  # (path part, action), once each
         for statement in SCHEMA:
             srv.sql(statement)
 
@@ -282,6 +283,19 @@ class TheThingsServer:
         self.srv.sql("INSERT INTO tt_faults (path, status, remaining, message) VALUES (?,?,?,?)",
                      (path, status, count, message or _FAULT_MESSAGES.get(status, "internal error")))
 
+    def before_next(self, path: str, action: Callable[[], None]) -> None:
+        """Run action() once, just before the server handles the next request to `path`: a
+        write that lands between two requests of a board, at exactly that moment."""
+        with self.srv.cond:
+            self._before.append((path, action))
+
+    def _run_before(self, req: Request) -> None:
+        with self.srv.cond:
+            due = [hook for hook in self._before if hook[0] in req.path]
+            self._before = [hook for hook in self._before if hook not in due]
+        for _, action in due:
+            action()
+
     def _fault(self, req: Request) -> Response | None:
         with self.srv.cond:
             for row in self.srv.sql("SELECT * FROM tt_faults WHERE remaining>0 ORDER BY seq"):
@@ -347,6 +361,7 @@ def register(srv: "DevServer") -> None:
     def route(method: str, pattern: str, handler) -> None:
         def serve(req: Request) -> Response:
             try:
+                tt._run_before(req)
                 return tt._fault(req) or handler(req)
             except BadRequest as exc:
                 return error(str(exc), 400)
