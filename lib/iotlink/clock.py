@@ -88,10 +88,17 @@ def sync_ntp(host=None, timeout=5):
     return True
 
 
+def _keep_date(line, headers):
+    # The headers a transport keeps anyway (framing), and Date: other replies leave it out.
+    http.keep_header(line, headers)
+    if line[:5].lower() == b"date:":
+        headers["date"] = line[5:]
+
+
 def _server_seconds(url, timeout, transport):
     # The server's Date in unix seconds, or None.
     try:
-        resp = transport.open("HEAD", url, None, timeout)
+        resp = transport.open("HEAD", url, None, timeout, None, _keep_date)
     except IotlinkError:
         return None
     resp.close()

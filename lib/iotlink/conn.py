@@ -170,7 +170,8 @@ class Connection:
         if not (body_done and self._reusable):
             self.close()
 
-    def open(self, method, url, body=None, timeout=None, headers=None):
+    def open(self, method, url, body=None, timeout=None, headers=None, keep=http.keep_header):
+        # keep(line, headers) picks the reply headers to keep; it must keep http.keep_header's.
         timeout = timeout or self.timeout
         if not url.startswith(self._origin):
             raise ValueError("URL is not on this connection's server")
@@ -196,7 +197,7 @@ class Connection:
                 if not status_line and reused and not attempt:
                     self.close()
                     continue
-                return self._read_head(status_line, method == "HEAD")
+                return self._read_head(status_line, method == "HEAD", keep)
             except OSError as e:
                 self.close()
                 if reused and not attempt and e.args and e.args[0] not in http.TIMEOUT_ERRNOS:
@@ -206,7 +207,7 @@ class Connection:
                 self.close()
                 raise
 
-    def _read_head(self, status_line, head_only):
+    def _read_head(self, status_line, head_only, keep):
         parts = status_line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
             raise ProtocolError("bad status line")
@@ -222,7 +223,7 @@ class Connection:
             line = read_line(self._sock)
             if line in (b"\r\n", b"\n", b""):
                 break
-            http.keep_header(line, headers)
+            keep(line, headers)
         else:
             raise ProtocolError("too many header lines")
         connection = headers.pop("connection", b"").strip().lower()

@@ -17,7 +17,7 @@ MAX_BODY = 8192  # default cap on a response body held in RAM
 # first: the other headers cost no allocation at all.
 _KEPT_HEADERS = {
     len(name): (name, name.encode())
-    for name in ("content-length", "retry-after", "connection", "transfer-encoding", "date")
+    for name in ("content-length", "retry-after", "connection", "transfer-encoding")
 }
 TIMEOUT_ERRNOS = (errno.ETIMEDOUT, errno.EAGAIN)
 JSON_HEADERS = {"Content-Type": "application/json"}
