@@ -4,6 +4,13 @@ SETUP = """
 from iotlink.store import Store
 from iotlink.timeline import Timeline
 store = Store()
+
+def place_all(t):
+    # The ts each queued record gets as the batch is sent (None: left for the server to stamp)
+    # and the placing state after them.
+    records = store.batch()[0]
+    state = t.placed(records)
+    return [r["ts"] if "values" in r else None for r in records], state
 """
 
 
@@ -14,11 +21,7 @@ for r in ({"ts": 1000, "values": {}}, {"boot": 1, "up": 100, "values": {}}, {"bo
     store.append(r)
 t = Timeline(3, store)
 out(t.newest)
-state = t.sent
-placed = []
-for r in store.batch()[0]:
-    ts, state = t.place(r, state)
-    placed.append(ts)
+placed, state = place_all(t)
 out(placed)
 out(t.place({"boot": 3, "up": 300, "values": {}}, state)[0])  # no clock yet: after the last, by uptime
 t.clock_set(1100, 500)  # a clock 0.7 s behind what the queue already holds
@@ -57,48 +60,32 @@ store.append({"ts": t.stamp(1_700_000_002_000, 2_000), "values": {}})
     run = mp(SETUP + """
 out(store.mark)
 t = Timeline(6, store)
-state = t.sent
-placed = []
-for r in store.batch()[0]:
-    ts, state = t.place(r, state)
-    placed.append(ts)
-out(placed)
+out(place_all(t)[0])
 """)
     mark, placed = run.results
     assert mark == {"sent": [None, None, 0], "clocks": [[5, 1_700_000_000_000]]}
     assert placed == [1_700_000_000_700, 1_700_000_002_000]
 
 
-PLACE_ALL = """
-def place_all(t):
-    state = t.sent
-    placed = []
-    for r in store.batch()[0]:
-        ts, state = t.place(r, state)
-        placed.append(ts)
-    return placed
-"""
-
-
 def test_readings_with_no_time_before_them_end_just_before_the_first_time_after_them(mp):
-    run = mp(SETUP + PLACE_ALL + """
+    run = mp(SETUP + """
 for r in ({"boot": 1, "up": 100, "values": {}}, {"boot": 1, "up": 200, "values": {}},
           {"boot": 2, "up": 50, "values": {}}, {"ts": 10_000, "values": {}}):
     store.append(r)
 t = Timeline(3, store)
-out([t.newest, place_all(t)])
+out([t.newest, place_all(t)[0]])
 """)
     assert run.result == [10_000, [9_849, 9_949, 9_999, 10_000]]
 
 
 def test_a_queue_with_no_time_at_all_is_placed_before_this_boot_once_its_clock_is_set(mp):
-    run = mp(SETUP + PLACE_ALL + """
+    run = mp(SETUP + """
 for up in (100, 200):
     store.append({"boot": 1, "up": up, "values": {}})
 t = Timeline(2, store)
-out(place_all(t))  # nothing to place them by: the server would stamp them on arrival
+out(place_all(t)[0])  # nothing to place them by: the server would stamp them on arrival
 t.clock_set(50_000, 1_000)
 store.append({"boot": 2, "up": 1_500, "values": {}})
-out(place_all(t))
+out(place_all(t)[0])
 """)
     assert run.results == [[None, None], [48_899, 48_999, 50_500]]

@@ -152,7 +152,7 @@ class App:
         self.last_rpc = None  # (request, reply): ThingsBoard delivers an unanswered RPC again
         self.failures = 0
         self.retry_at = None  # ticks before which the server is left alone
-        self.token_refused = False  # a 401 with provisioning keys: ask for a new token
+        self.token_refused = False  # a 401/403 with provisioning keys: ask for a new token
         self.timeline = Timeline(random.getrandbits(24), self.store)
         now = time.ticks_ms()
         self.up_ms = 0
@@ -391,10 +391,7 @@ class App:
 
     def flush(self):
         records, cursor = self.store.batch()
-        state = self.timeline.sent
-        for i, record in enumerate(records):  # as ThingsBoard takes them, in place
-            ts, state = self.timeline.place(record, state)
-            records[i] = record["values"] if ts is None else {"ts": ts, "values": record["values"]}
+        state = self.timeline.placed(records)
         try:
             self.client.send_telemetry(records)
         except HTTPError as e:

@@ -125,7 +125,7 @@ class TheThings:
         self._token = token
         self.timeout = timeout
         self._cadata = cadata
-        self.transport = transport(server, timeout, keepalive, cadata)  # also sets the clock
+        self.transport = transport(server, timeout, keepalive, cadata)  # the clock is set over it too
         self._stream = None
         self._keep_alive_ms = None
         self._heard = 0  # ticks_ms of the channel's last byte

@@ -14,7 +14,7 @@ class ThingsBoard:
         self._server = server.rstrip("/")
         self.use_token(token)
         self.timeout = timeout
-        self.transport = transport(server, timeout, keepalive, cadata)  # also sets the clock
+        self.transport = transport(server, timeout, keepalive, cadata)  # the clock is set over it too
 
     def use_token(self, token):
         # Requests from now on go with this token (a new one, after provisioning again).

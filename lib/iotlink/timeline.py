@@ -116,6 +116,15 @@ class Timeline:
             ts = max(ts, last + 1)
         return ts, (ts, run, base)
 
+    def placed(self, records):
+        # The records of a batch, in place, as the server takes them: {"ts", "values"}, or the
+        # values alone for the server to stamp. Returns the state after them, for sent_through().
+        state = self.sent
+        for i, record in enumerate(records):
+            ts, state = self.place(record, state)
+            records[i] = record["values"] if ts is None else {"ts": ts, "values": record["values"]}
+        return state
+
     def sent_through(self, state):
         # The records placed up to state are on the server: the head keeps state with them.
         self.sent = state
