@@ -20,6 +20,7 @@ from iotlink_tools import FAKES, REPO
 from iotlink_tools.devserver import DevServer
 from iotlink_tools.devserver.core import DeviceNotFound
 from iotlink_tools.faultproxy import FaultProxy
+from iotlink_tools.soak import numbered_sensors, readings
 from iotlink_tools.mpy import compile_library
 from iotlink_tools.vboard import Board, micropython_command, prepare_flash
 
@@ -72,6 +73,14 @@ def queued(board):
     """How many records the board last said were waiting in its flash queue."""
     counts = re.findall(r"(\d+) queued", board.console())
     return int(counts[-1]) if counts else 0
+
+
+def telemetry_once_created(server, name):
+    """The stored telemetry of a device, or None while no device has that name."""
+    try:
+        return server.telemetry(name)
+    except DeviceNotFound:
+        return None
 
 
 def console_has(board, text):
@@ -210,14 +219,8 @@ def test_self_provisioning_saves_the_token_and_later_boots_reuse_it(server, tmp_
     cfg = config(server, token=None,
                  provision={"device_name": "pump-17", "key": "PROVISION-KEY", "secret": "PROVISION-SECRET"})
     folder = flash(tmp_path, cfg)
-    def provisioned_telemetry():
-        try:
-            return server.telemetry("pump-17")
-        except DeviceNotFound:
-            return None
-
     with Board(folder) as board:
-        wait_until(provisioned_telemetry, 15, "telemetry from the provisioned device")
+        wait_until(lambda: telemetry_once_created(server, "pump-17"), 15, "telemetry from the provisioned device")
     dev = server.device("pump-17")
     saved = json.loads((folder / "config.json").read_text())
     assert saved == {**cfg, "token": dev["token"]}
@@ -269,17 +272,10 @@ def test_a_token_the_server_no_longer_knows_is_replaced_by_provisioning_again(se
     server.add_provision_profile("PROVISION-KEY", "PROVISION-SECRET")
     server.add_device("pump-17", "OLD-TOKEN")
     folder = flash(tmp_path, config(server, token="OLD-TOKEN", provision=PROVISION))
-
-    def new_device_telemetry():
-        try:
-            return server.telemetry("pump-17")
-        except DeviceNotFound:
-            return None
-
     with Board(folder) as board:
         wait_until(lambda: telemetry(server, "OLD-TOKEN"), 10, "telemetry with the old token")
         server.delete_device("pump-17")  # an admin deleted it: the board's token is unknown now
-        wait_until(new_device_telemetry, 20, "telemetry from the device provisioned again")
+        wait_until(lambda: telemetry_once_created(server, "pump-17"), 20, "telemetry from the device provisioned again")
         wait_until(lambda: len(server.telemetry("pump-17")) >= 4, 10, "more of it")
     token = server.device("pump-17")["token"]
     assert token != "OLD-TOKEN" and json.loads((folder / "config.json").read_text())["token"] == token
@@ -344,31 +340,13 @@ def test_telemetry_queued_while_the_server_is_down_arrives_later_oldest_first(tm
     assert set(stamps) <= stored
 
 
-# Numbers every reading, the count on flash first: the order the server stores them in shows.
-NUMBERED_SENSORS = """
-import os
-try:
-    with open("seq") as f:
-        seq = int(f.read())
-except (OSError, ValueError):
-    seq = 0
-
-def read():
-    global seq
-    seq += 1
-    with open("seq.new", "w") as f:
-        f.write(str(seq))
-    os.rename("seq.new", "seq")
-    return {"seq": seq}
-"""
-
-
-def readings(folder):
-    return int((folder / "seq").read_text()) if (folder / "seq").exists() else 0
+# Readings numbered on flash (soak's sensors.py, one key): the order the server stores them in shows.
+NUMBERED_SENSORS = numbered_sensors(keys=1)
+SEQ = "s00"
 
 
 def stored_seq(server):
-    return [value for _, _, value in server.telemetry("test-device", "seq")]
+    return [value for _, _, value in server.telemetry("test-device", SEQ)]
 
 
 def all_delivered(server, folder):
@@ -380,7 +358,7 @@ def all_delivered(server, folder):
 def test_a_boot_whose_clock_is_set_behind_the_last_stamp_still_stamps_after_it(server, device, tmp_path):
     folder = flash(tmp_path, config(server, interval_s=0.3), NUMBERED_SENSORS)
     with Board(folder) as board:
-        wait_until(lambda: len(server.telemetry("test-device", "seq")) >= 3, 15, "the first boot's readings")
+        wait_until(lambda: len(server.telemetry("test-device", SEQ)) >= 3, 15, "the first boot's readings")
     server.clock_skew_s = -30  # the next boot sets its clock from a Date half a minute behind
     with Board(folder) as board:
         wait_until(lambda: readings(folder) >= 8 and all_delivered(server, folder), 20, "the second boot's readings")
@@ -399,7 +377,7 @@ def test_readings_of_a_boot_that_died_before_its_clock_was_set_are_placed_in_ord
     folder = flash(tmp_path, config(server, interval_s=0.3), NUMBERED_SENSORS)
     try:
         with Board(folder) as board:
-            wait_until(lambda: len(server.telemetry("test-device", "seq")) >= 3, 15, "readings with a clock")
+            wait_until(lambda: len(server.telemetry("test-device", SEQ)) >= 3, 15, "readings with a clock")
     finally:
         server.stop()
     with Board(folder) as board:  # no server, so no clock: readings carry their uptime only
@@ -416,7 +394,7 @@ def test_readings_of_a_boot_that_died_before_its_clock_was_set_are_placed_in_ord
     stored = stored_seq(server)  # in order of their stamps: the order they were read in
     assert stored == list(range(1, len(stored) + 1)) and len(stored) > last_dead
     assert all("ts" in r for r in sent)  # placed on the board, none left for the server to stamp
-    dead = [r["ts"] for r in sent if first_dead <= r["values"]["seq"] <= last_dead]
+    dead = [r["ts"] for r in sent if first_dead <= r["values"][SEQ] <= last_dead]
     assert len(dead) == last_dead - first_dead + 1 and dead == sorted(set(dead))
 
 

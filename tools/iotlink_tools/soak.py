@@ -25,14 +25,17 @@ from .vboard import Board, prepare_flash
 
 KEYS = 20  # points per reading: one per key
 TOKEN = "SOAK_TOKEN"
+SEQ_FILE = "soak_seq"  # on the board's flash: how many readings were taken
 
-SENSORS = """
-# Soak readings: KEYS keys, all carrying the reading's number. The count is on flash before
-# the reading is returned, so a reading is never numbered twice, whatever the power does.
+
+def numbered_sensors(keys: int = KEYS) -> str:
+    """A sensors.py whose readings have `keys` keys (s00, s01, ...), all carrying the reading's
+    number. The count is on flash before the reading is returned, so a reading is never
+    numbered twice, whatever the power does."""
+    return f"""
 import os
-KEYS = %d
 try:
-    with open("soak_seq") as f:
+    with open("{SEQ_FILE}") as f:
         seq = int(f.read())
 except (OSError, ValueError):
     seq = 0
@@ -40,11 +43,17 @@ except (OSError, ValueError):
 def read():
     global seq
     seq += 1
-    with open("soak_seq.tmp", "w") as f:
+    with open("{SEQ_FILE}.tmp", "w") as f:
         f.write(str(seq))
-    os.rename("soak_seq.tmp", "soak_seq")
-    return {"s%%02d" %% i: seq for i in range(KEYS)}
-""" % KEYS
+    os.rename("{SEQ_FILE}.tmp", "{SEQ_FILE}")
+    return {{"s%02d" % i: seq for i in range({keys})}}
+"""
+
+
+def readings(flash: Path) -> int:
+    """How many readings a board with numbered_sensors() has taken."""
+    seq = flash / SEQ_FILE
+    return int(seq.read_text()) if seq.exists() else 0
 
 
 def points_on_the_wire(server: DevServer) -> tuple[Counter, int]:
@@ -82,7 +91,7 @@ def run(minutes: float, rate: float, seed: int, kill_every_s: float, interval_s:
         server.add_device("soak-board", TOKEN)
         flash = prepare_flash(Path(tmp) / "flash", {
             "server": "", "token": TOKEN, "interval_s": interval_s, "backoff_max_s": 4, "pins": {}})
-        (flash / "sensors.py").write_text(SENSORS)
+        (flash / "sensors.py").write_text(numbered_sensors())
         with FaultProxy(server.url, rate=rate, seed=seed, max_delay_s=3) as proxy:
             config = json.loads((flash / "config.json").read_text())
             config["server"] = proxy.url
@@ -96,15 +105,15 @@ def run(minutes: float, rate: float, seed: int, kill_every_s: float, interval_s:
                     os.kill(board.pid, signal.SIGKILL)
                     kills += 1
                     board.wait(10)
-                    log(f"  {kills} power cuts, {int((flash / 'soak_seq').read_text())} readings so far")
+                    log(f"  {kills} power cuts, {readings(flash)} readings so far")
             log("faults off: draining the queue")
             proxy.rate = 0
-            produced = int((flash / "soak_seq").read_text()) * KEYS
+            produced = readings(flash) * KEYS
             deadline = time.monotonic() + drain_s
             while len(points_on_the_wire(server)[0]) < produced and time.monotonic() < deadline:
                 time.sleep(1)
             board.stop()
-            produced = int((flash / "soak_seq").read_text()) * KEYS
+            produced = readings(flash) * KEYS
             faults = dict(proxy.stats)
         wire, unstamped = points_on_the_wire(server)
         stored = server.telemetry(TOKEN)
