@@ -16,7 +16,7 @@ a = app.App(app.config.load(), app.Watchdog())
 a.start()
 while a.start_tasks:
     a.step()
-loaded = lambda: [m for m in ("iotlink.ota", "iotlink.swap", "iotlink.install") if m in sys.modules]
+loaded = lambda: [m for m in ("iotlink.ota", "iotlink.swap", "iotlink.install", "iotlink.clocksync") if m in sys.modules]
 out(loaded())
 a.read_attributes()
 out(loaded())

@@ -1,20 +1,17 @@
 # Wall-clock time that can be trusted for client timestamps: set from a server (NTP, the HTTP
 # Date header, or thethings.iO's date) before any timestamp is used. Until then now_ms() is None:
 # before the clock is set, time.time() counts from power-up and would stamp data in 2000/1970.
+# Setting it (clocksync.py) is loaded only for that moment: the loop asks the time all the time
+# and sets it once a day.
 import time
-
-from iotlink import http
-from iotlink.errors import IotlinkError
 
 # Seconds from 1970-01-01 to the port's epoch: 2000-01-01 on ESP32, 1970 on unix and rp2.
 EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
 
 _offset_ms = None  # server time minus local time, once synced
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
-
-def _local_ms():
+def local_ms():
     # Milliseconds since 1970 by the local clock (whatever it was set to).
     try:
         return time.time_ns() // 1000000 + EPOCH_OFFSET * 1000
@@ -22,40 +19,16 @@ def _local_ms():
         return (time.time() + EPOCH_OFFSET) * 1000
 
 
-def days_from_civil(y, m, d):
-    # Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-    y -= m <= 2
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
-def unix_seconds(y, m, d, hh=0, mm=0, ss=0):
-    return days_from_civil(y, m, d) * 86400 + hh * 3600 + mm * 60 + ss
-
-
-def parse_http_date(value):
-    # "Sun, 06 Nov 1994 08:49:37 GMT" (RFC 9110 IMF-fixdate) -> unix seconds.
-    parts = value.split()
-    try:
-        hh, mm, ss = (int(x) for x in parts[4].split(":"))
-        return unix_seconds(int(parts[3]), _MONTHS.index(parts[2]) + 1, int(parts[1]), hh, mm, ss)
-    except (IndexError, ValueError):
-        raise ValueError("not an HTTP date")
-
-
 def set_unix_ms(server_ms):
     # Trust this time from now on; also set the board's RTC where there is one.
     global _offset_ms
-    _offset_ms = server_ms - _local_ms()
+    _offset_ms = server_ms - local_ms()
     try:
         import machine
 
         t = time.gmtime(server_ms // 1000 - EPOCH_OFFSET)
         machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
-        _offset_ms = server_ms - _local_ms()  # what remains if the RTC did not take it
+        _offset_ms = server_ms - local_ms()  # what remains if the RTC did not take it
     except (ImportError, AttributeError, OSError):
         pass
 
@@ -68,69 +41,15 @@ def now_ms():
     # Unix time in ms, or None until a server has set the clock.
     if _offset_ms is None:
         return None
-    return _local_ms() + _offset_ms
+    return local_ms() + _offset_ms
 
 
-def sync_ntp(host=None, timeout=5):
-    # Where the port has ntptime and NTP is reachable; returns True when the clock was set.
+def sync(server, ntp_host=None, timeout=5, transport=None):
+    # NTP first (millisecond precision), then the server's HTTP Date header; True when set.
+    # transport: a client's kept-alive connection saves a handshake per Date probe.
+    from iotlink import clocksync, forget
+
     try:
-        import ntptime
-    except ImportError:
-        return False
-    if host:
-        ntptime.host = host
-    ntptime.timeout = timeout
-    try:
-        seconds = ntptime.time()  # since the port's epoch
-    except (OSError, OverflowError):
-        return False
-    set_unix_ms((seconds + EPOCH_OFFSET) * 1000)
-    return True
-
-
-def _keep_date(line, headers):
-    # The headers a transport keeps anyway (framing), and Date: other replies leave it out.
-    http.keep_header(line, headers)
-    if line[:5].lower() == b"date:":
-        headers["date"] = line[5:]
-
-
-def _server_seconds(url, timeout, transport):
-    # The server's Date in unix seconds, or None.
-    try:
-        resp = transport.open("HEAD", url, None, timeout, None, _keep_date)
-    except IotlinkError:
-        return None
-    resp.close()
-    date = resp.headers.get("date")
-    try:
-        return parse_http_date(date.decode().strip()) if date else None
-    except ValueError:
-        return None
-
-
-def sync_http(url, timeout=10, probes=12, transport=http):
-    # From the Date header of the server's replies; True when set. Date has whole seconds, so
-    # the server is asked again (every 100 ms, `probes` times at most) until its second turns:
-    # that moment is known to a round trip. If it does not turn, the middle of the second.
-    # transport: a client's kept-alive connection saves a handshake per probe.
-    first = _server_seconds(url, timeout, transport)
-    if first is None:
-        return False
-    seconds = first
-    for _ in range(probes):
-        time.sleep_ms(100)
-        sent = _local_ms()
-        seconds = _server_seconds(url, timeout, transport)
-        if seconds is None:
-            break
-        if seconds != first:
-            set_unix_ms(seconds * 1000 + (_local_ms() - sent) // 2)
-            return True
-    set_unix_ms(first * 1000 + 500)
-    return True
-
-
-def sync(server, ntp_host=None, timeout=5, transport=http):
-    # NTP first (millisecond precision), then the server's HTTP Date header.
-    return sync_ntp(ntp_host, timeout) or sync_http(server, timeout, transport=transport)
+        return clocksync.sync(server, ntp_host, timeout, transport)
+    finally:
+        forget("clocksync")
