@@ -1,5 +1,5 @@
 # The rarely used part of the fake `machine` (see machine.py), loaded on the first attribute
-# machine.py itself does not have: the device loop never needs it, so it takes no heap there.
+# machine.py or a Pin does not have: the device loop never needs it, so it takes no heap there.
 import os
 import sys
 import time

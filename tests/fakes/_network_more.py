@@ -1,13 +1,13 @@
 # The rarely used part of the fake `network` (see network.py), loaded on the first attribute
-# network.py itself does not have, and by the link's script: the device loop without
-# $IOTLINK_WIFI never needs it, so it takes no heap there.
+# network.py or a WLAN does not have, and to play $IOTLINK_WIFI's script: the device loop
+# without a script never needs it, so it takes no heap there.
 import os
 import time
 
 import network
 from _machine_more import _method
-from network import STAT_CONNECT_FAIL, STAT_CONNECTING, STAT_GOT_IP, STAT_IDLE, STAT_NO_AP_FOUND, \
-    STAT_WRONG_PASSWORD
+from network import (STAT_CONNECT_FAIL, STAT_CONNECTING, STAT_GOT_IP, STAT_IDLE, STAT_NO_AP_FOUND,
+                     STAT_WRONG_PASSWORD)
 
 STAT_BEACON_TIMEOUT = 200
 STAT_ASSOC_FAIL = 203
