@@ -1,14 +1,68 @@
 # The rarely used part of the fake `machine` (see machine.py), loaded on the first attribute
-# machine.py itself does not have: the device loop never needs it, so it takes no heap there.
+# machine.py or a Pin does not have: the device loop never needs it, so it takes no heap there.
 import os
 import sys
 import time
 
-from machine import Pin, _check_wdt, _reboot, _Switch
+from machine import Pin, _check_wdt, _reboot
+
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+
+IDLE = 0
+SLEEP = 2
+DEEPSLEEP = 4
 
 
-class Signal(_Switch):
+def _method(obj, methods, name):
+    # obj.__getattr__(name) for the methods a lazily loaded class holds: the method joins obj's
+    # class, so it is found there from then on; any other name is missing as usual.
+    found = methods.__dict__.get(name)
+    if found is None or name.startswith("__"):
+        raise AttributeError(name)
+    setattr(type(obj), name, found)
+    return getattr(obj, name)
+
+
+class _PinMethods:
+    # Pin's rarely used methods, moved into Pin on first use (Pin.__getattr__).
+    def high(self):
+        self.value(1)
+
+    def low(self):
+        self.value(0)
+
+    def toggle(self):
+        self.value(0 if self._out else 1)
+
+    def mode(self, mode=None):
+        if mode is None:
+            return self._mode
+        self.init(mode)
+
+    def pull(self, pull=None):
+        if pull is None:
+            return self._pull
+        self.init(pull=pull)
+
+    def drive(self, drive=None):
+        return Pin.DRIVE_0 if drive is None else None
+
+    def irq(self, handler=None, trigger=Pin.IRQ_FALLING | Pin.IRQ_RISING, *, priority=1, wake=None,
+            hard=False):
+        _check_wdt()
+        self._irq = (handler, trigger)  # accepted; a fake input never changes by itself
+        return self
+
+
+class Signal:
     # Signal(pin_obj, *, invert=False) or Signal(pin_arguments..., *, invert=False)
+    on = Pin.on  # as for a Pin, they go through value()
+    off = Pin.off
+
     def __init__(self, pin, *args, invert=False, **kwargs):
         self._pin = pin if isinstance(pin, Pin) else Pin(pin, *args, **kwargs)
         self._invert = invert
@@ -17,6 +71,8 @@ class Signal(_Switch):
         if x is None:
             return self._pin.value() ^ self._invert
         self._pin.value((1 if x else 0) ^ self._invert)
+
+    __call__ = value
 
 
 class ADC:

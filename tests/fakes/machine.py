@@ -8,22 +8,11 @@
 # The WDT is checked on every call into this module (feed() included): a thread cannot end the
 # unix port's process with a chosen status, so a loop that stops calling machine at all is not
 # reset; one that comes back late is, at its next call, as the real watchdog would have done.
-import json
 import os
-import sys
 import time
 
-REBOOT_STATUS = 75
-
-PWRON_RESET = 1
-HARD_RESET = 2
-WDT_RESET = 3
-DEEPSLEEP_RESET = 4
-SOFT_RESET = 5
-
-IDLE = 0
-SLEEP = 2
-DEEPSLEEP = 4
+# Only what the device loop uses is here: a board's built-in machine takes no heap, this module
+# does. The rest of the API is in _machine_more, loaded on first use (__getattr__ below).
 
 _levels = {}  # pin id -> last level written to it
 _wdt_timeout = None  # ms, once a WDT was created
@@ -31,8 +20,10 @@ _wdt_deadline = 0
 
 
 def _reboot(why):
+    import sys
+
     print("machine: %s" % why)
-    sys.exit(REBOOT_STATUS)
+    sys.exit(75)  # the host's REBOOT_STATUS (tools/iotlink_tools/vboard.py)
 
 
 def _check_wdt():
@@ -40,38 +31,9 @@ def _check_wdt():
         _reboot("WDT not fed for %d ms: reset" % _wdt_timeout)
 
 
-def _valid_id(pin_id):
-    # An ESP32-S3 has GPIO 0..48; a Pico W names its pins "GPn", "LED", "WL_GPIOn".
-    if isinstance(pin_id, int) and not isinstance(pin_id, bool):
-        return 0 <= pin_id <= 48
-    if isinstance(pin_id, str):
-        if pin_id in ("LED", "WL_GPIO0", "WL_GPIO1", "WL_GPIO2"):
-            return True
-        if pin_id.startswith("GP") and pin_id[2:].isdigit():
-            return 0 <= int(pin_id[2:]) <= 29
-    return False
-
-
-def _log(pin_id, level):
-    path = os.getenv("IOTLINK_PIN_LOG")
-    if path:
-        with open(path, "a") as f:
-            f.write(json.dumps({"pin": pin_id, "value": level}) + "\n")
-
-
-class _Switch:
-    # What Pin and Signal share: calling them and on()/off() go through value().
-    def __call__(self, x=None):
-        return self.value(x)
-
-    def on(self):
-        self.value(1)
-
-    def off(self):
-        self.value(0)
-
-
-class Pin(_Switch):
+class Pin:
+    # The class constants stay here (Pin.X is read from the class, where no __getattr__ helps);
+    # the rarely used methods (high, low, toggle, mode, pull, drive, irq) are _machine_more's.
     IN = 1
     OUT = 3
     OPEN_DRAIN = 7
@@ -90,17 +52,25 @@ class Pin(_Switch):
     IRQ_LOW_LEVEL = 4
     IRQ_HIGH_LEVEL = 8
 
-    def __init__(self, id, mode=-1, pull=-1, *, value=None, drive=0, alt=-1):
+    def __init__(self, id, *args, **kwargs):
+        # Pin(id, mode=-1, pull=-1, *, value=None, drive=0, alt=-1): the rest as init() takes it
         _check_wdt()
         if isinstance(id, Pin):
             id = id._id
-        if not _valid_id(id):
+        # An ESP32-S3 has GPIO 0..48; a Pico W names its pins "GPn" (0..29), "LED", "WL_GPIOn".
+        if isinstance(id, str) and id.startswith("GP") and id[2:].isdigit():
+            valid = int(id[2:]) <= 29
+        elif isinstance(id, int) and not isinstance(id, bool):
+            valid = 0 <= id <= 48
+        else:
+            valid = id in ("LED", "WL_GPIO0", "WL_GPIO1", "WL_GPIO2")
+        if not valid:
             raise ValueError("invalid pin")
         self._id = id
-        self._mode = self.IN
+        self._mode = Pin.IN
         self._pull = None
         self._out = _levels.get(id, 0)
-        self.init(mode, pull, value=value, drive=drive, alt=alt)
+        self.init(*args, **kwargs)
 
     def init(self, mode=-1, pull=-1, *, value=None, drive=0, alt=-1):
         _check_wdt()
@@ -109,59 +79,43 @@ class Pin(_Switch):
         if pull != -1:
             self._pull = pull
         if mode != -1:
-            if mode not in (self.IN, self.OUT, self.OPEN_DRAIN, self.ALT, self.ALT_OPEN_DRAIN, self.ANALOG):
+            if mode not in (Pin.IN, Pin.OUT, Pin.OPEN_DRAIN, Pin.ALT, Pin.ALT_OPEN_DRAIN, Pin.ANALOG):
                 raise ValueError("invalid pin mode")
             self._mode = mode
-        if self._driving():
-            self._drive(self._out)
-
-    def _driving(self):
-        return self._mode in (self.OUT, self.OPEN_DRAIN)
-
-    def _drive(self, level):
-        self._out = level
-        _levels[self._id] = level
-        _log(self._id, level)
+        self.value(self._out)  # an output drives its register's level at once
 
     def value(self, x=None):
         _check_wdt()
+        driving = self._mode in (Pin.OUT, Pin.OPEN_DRAIN)
         if x is None:
-            if self._driving():
+            if driving:
                 return self._out
-            return _levels.get(self._id, 1 if self._pull == self.PULL_UP else 0)
-        level = 1 if x else 0
-        if self._driving():
-            self._drive(level)
-        else:
-            self._out = level  # kept in the output register until the pin is an output
+            return _levels.get(self._id, 1 if self._pull == Pin.PULL_UP else 0)
+        self._out = 1 if x else 0  # an input keeps it in the output register until it drives
+        if driving:
+            _levels[self._id] = self._out
+            log = os.getenv("IOTLINK_PIN_LOG")
+            if log:
+                import json
+
+                with open(log, "a") as f:
+                    f.write(json.dumps({"pin": self._id, "value": self._out}) + "\n")
         return None
 
-    def high(self):
+    __call__ = value  # pin() is pin.value(), as the docs define it
+
+    # machine.Signal shares on() and off(): they go through value().
+    def on(self):
         self.value(1)
 
-    def low(self):
+    def off(self):
         self.value(0)
 
-    def toggle(self):
-        self.value(0 if self._out else 1)
+    def __getattr__(self, name):
+        # Called only for what the class lacks: a method of _machine_more._PinMethods joins it.
+        import _machine_more
 
-    def mode(self, mode=None):
-        if mode is None:
-            return self._mode
-        self.init(mode)
-
-    def pull(self, pull=None):
-        if pull is None:
-            return self._pull
-        self.init(pull=pull)
-
-    def drive(self, drive=None):
-        return self.DRIVE_0 if drive is None else None
-
-    def irq(self, handler=None, trigger=IRQ_FALLING | IRQ_RISING, *, priority=1, wake=None, hard=False):
-        _check_wdt()
-        self._irq = (handler, trigger)  # accepted; a fake input never changes by itself
-        return self
+        return _machine_more._method(self, _machine_more._PinMethods, name)
 
     def __repr__(self):
         return "Pin(%r, mode=%d)" % (self._id, self._mode)
@@ -184,11 +138,9 @@ class WDT:
 
 
 class RTC:
-    # The host clock, shifted by what datetime() last set.
+    # The host clock, shifted by what datetime() last set. RTC(id=0): with no __init__,
+    # MicroPython accepts and ignores the id.
     _offset = 0
-
-    def __init__(self, id=0):
-        pass
 
     def init(self, datetime):
         self.datetime(datetime)
@@ -206,12 +158,12 @@ def reset():
 
 
 def reset_cause():
-    return int(os.getenv("IOTLINK_RESET_CAUSE") or PWRON_RESET)
+    return int(os.getenv("IOTLINK_RESET_CAUSE") or 1)  # PWRON_RESET
 
 
 def __getattr__(name):
-    # The rest of the API (Signal, ADC, sleep, freq, unique_id...) is loaded on first use: the
-    # fakes take heap a real board's built-in machine does not, and the device loop never calls it.
+    # The rest of the API (Signal, ADC, sleep, freq, unique_id, the reset causes...) is loaded on
+    # first use: the device loop never needs it.
     import _machine_more
 
     return getattr(_machine_more, name)
