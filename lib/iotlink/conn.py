@@ -77,8 +77,8 @@ class Response:
         except ValueError:
             raise ProtocolError("bad chunk header")
         if size == 0:
-            while read_line(self._sock) not in (b"\r\n", b""):
-                pass  # trailers
+            while len(read_line(self._sock)) > 2:
+                pass  # trailers, up to the blank line (or EOF)
             self.done = True
         self._left = size
 
@@ -197,7 +197,7 @@ class Connection:
         keep_alive = parts[0] == b"HTTP/1.1"
         for _ in range(_MAX_HEADERS):
             line = read_line(self._sock)
-            if line in (b"\r\n", b"\n", b""):
+            if not line or line[0] in b"\r\n":  # EOF, or the blank line ending the head
                 break
             keep(line, headers)
         else:

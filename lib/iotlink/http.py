@@ -30,7 +30,7 @@ def network_error(exc):
     code = exc.args[0] if exc.args else 0
     if code in TIMEOUT_ERRNOS:
         return Timeout("timed out")
-    return ConnectionFailed(code if isinstance(code, int) else 0)
+    return ConnectionFailed("connection failed (errno %d)" % (code if isinstance(code, int) else 0))
 
 
 def dumps(obj):
