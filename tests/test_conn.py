@@ -121,8 +121,11 @@ ca = open({str(pki["ca"])!r}, "rb").read()
 other = open({str(pki["other_ca"])!r}, "rb").read()
 out(attempt(ThingsBoard({tls_server.url!r}, "TLS_TOKEN", cadata=ca).send_telemetry, {{"v": 1}}))
 out(attempt(ThingsBoard({tls_server.url!r}, "TLS_TOKEN", cadata=other).send_telemetry, {{"v": 2}}))
+import sys
+out("iotlink.tls" in sys.modules)  # the certificate code is in RAM only while a context is built
 """)
     assert run.results[0] == ["ok", None]
+    assert run.results[2] is False
     assert run.results[1][0] == "TLSError"  # an unknown issuer: nothing was sent
     assert "not correctly signed" in run.results[1][1]
     assert [v for _, _, v in tls_server.telemetry("tls-device", "v")] == [1]

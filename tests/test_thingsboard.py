@@ -282,3 +282,57 @@ def test_a_server_keeping_the_connection_open_does_not_block_a_sized_reply(mp):
         assert run.result == {"client": {}, "shared": {"a": 1}}
     finally:
         raw.stop()
+
+
+COLD = ["requests", "iotlink.oneshot", "iotlink.tls", "iotlink.tbextra", "iotlink.install"]
+
+
+def test_the_loop_calls_load_no_cold_code_and_rare_calls_unload_theirs(server, device, mp):
+    # issue #8: the frozen `requests`, TLS set-up, provisioning, claim, client RPC and the package
+    # download are in RAM only while used; the steady loop's calls never load them.
+    server.add_provision_profile("KEY", "SECRET")
+    server.queue_rpc("test-device", "getGpio", {"pin": "23"})
+    server.client_rpc_handlers["ping"] = lambda dev, params: {"pong": params}
+    run = mp(f"""
+import sys
+from iotlink.thingsboard import ThingsBoard
+cold = lambda: [m for m in {COLD!r} if m in sys.modules]
+tb = ThingsBoard({server.url!r}, "TEST_TOKEN", keepalive=True)
+tb.send_telemetry({{"n": 1}})
+tb.send_attributes({{"a": 1}})
+tb.request_attributes(shared_keys=["s"])
+tb.reply_rpc(tb.wait_rpc(1000)["id"], {{"value": 0}})
+tb.wait_attributes(100)
+out(cold())
+tb.claim(secret_key="k")
+out(cold())
+out(tb.call_rpc("ping", 7))
+out(cold())
+out(ThingsBoard.provision({server.url!r}, "pump-9", "KEY", "SECRET"))
+out(cold())
+""")
+    loop, after_claim, pong, after_rpc, token, after_provision = run.results
+    assert loop == after_claim == after_rpc == []
+    assert pong == {"pong": 7} and server.device("pump-9")["token"] == token
+    assert bodies(server, "/claim") == [{"secretKey": "k"}]
+    # provision goes without keep-alive: the frozen `requests` is loaded for it, and stays
+    assert after_provision == ["requests", "iotlink.oneshot"]
+
+
+@pytest.mark.parametrize("keepalive", [False, True])
+@pytest.mark.parametrize("extra,expected", [(0, "ok"), (1, "ProtocolError")])
+def test_a_reply_without_length_is_cut_at_the_limit(mp, keepalive, extra, expected):
+    # No Content-Length: read until the server closes, never past 8192 bytes (http.MAX_BODY).
+    pad = 8192 + extra - len(b'{"shared": {"a": ""}}')
+    body = b'{"shared": {"a": "' + b"x" * pad + b'"}}'
+    raw = RawServer(b"HTTP/1.0 200 OK\r\n\r\n" + body)
+    try:
+        run = mp(tb(raw.url) + f"""
+tb = ThingsBoard({raw.url!r}, "T", keepalive={keepalive})
+r = attempt(tb.request_attributes)
+out([r[0], len(r[1]["shared"]["a"]) if r[0] == "ok" else r[2]])
+""")
+        assert run.result[0] == expected
+        assert run.result[1] == (pad if extra == 0 else "reply exceeds the 8192 byte limit")
+    finally:
+        raw.stop()

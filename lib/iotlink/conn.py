@@ -3,6 +3,8 @@
 # `requests` (status_code, headers, raw, close), so http.read_body/read_into work on it.
 import socket
 
+from micropython import const
+
 from iotlink import http
 from iotlink.errors import ProtocolError, TLSError
 
@@ -10,14 +12,14 @@ from iotlink.errors import ProtocolError, TLSError
 # large n fails where the line itself would fit. So lines are read MAX_LINE bytes at a time
 # and only their start is kept: the values iotlink parses (status, lengths, chunk sizes) are short.
 MAX_LINE = 128
-MAX_LINE_PIECES = 32  # a line longer than this many pieces (4 KB) is not from the API we speak
-MAX_HEADERS = 48
+_MAX_LINE_PIECES = const(32)  # a line longer than this many pieces (4 KB) is not from the API we speak
+_MAX_HEADERS = const(48)
 
 
 def read_line(sock):
     # The next line, cut to its first MAX_LINE bytes; the rest of a longer line is read and dropped.
     line = rest = sock.readline(MAX_LINE)
-    for _ in range(MAX_LINE_PIECES):
+    for _ in range(_MAX_LINE_PIECES):
         if not rest or rest[-1] == 10:  # EOF, or the line ended (b"\n")
             return line
         rest = sock.readline(MAX_LINE)
@@ -35,39 +37,34 @@ def split_url(url):
     return scheme, host, port, slash + path
 
 
-def der(cadata):
-    # The first certificate of PEM data as DER (not every port's mbedTLS parses PEM).
-    begin = cadata.find(b"-----BEGIN CERTIFICATE-----")
-    if begin < 0:
-        return cadata
-    end = cadata.find(b"-----END", begin)
-    import binascii
-
-    return binascii.a2b_base64(cadata[begin + 27 : end])
-
-
 def tls_context(cadata):
-    # cadata (a CA certificate, PEM or DER): verify the server's chain and host name.
-    # None: encrypt only, as the boards' `requests` always does.
-    import ssl
+    # For https only, once per connection: the certificate code is in RAM for that moment.
+    from iotlink import forget, tls
 
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    if cadata:
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(cadata=der(cadata))
-    else:
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+    try:
+        return tls.context(cadata)
+    finally:
+        forget("tls")
 
 
-class Body:
-    # The body of one reply, read no further than its end (Content-Length or chunked framing).
+class Response:
+    # One reply: its status, the headers kept, and its body, read no further than its end
+    # (Content-Length or chunked framing). `raw` is the response itself: the shape of `requests`.
 
-    def __init__(self, sock, length, chunked):
-        self._sock = sock
+    def __init__(self, conn, status, headers, length, chunked):
+        self.status_code = status
+        self.headers = headers
+        self.raw = self
+        self._conn = conn
+        self._sock = conn._sock
         self._left = length  # bytes left in the body (or the current chunk); None: until EOF
         self._chunked = chunked
         self.done = length == 0 and not chunked
+
+    def close(self):
+        # Keep the socket for the next request only when this body was read to its end.
+        if not (self.done and self._conn._reusable):
+            self._conn.close()
 
     def _next_chunk(self):
         line = read_line(self._sock)
@@ -80,8 +77,8 @@ class Body:
         except ValueError:
             raise ProtocolError("bad chunk header")
         if size == 0:
-            while read_line(self._sock) not in (b"\r\n", b""):
-                pass  # trailers
+            while len(read_line(self._sock)) > 2:
+                pass  # trailers, up to the blank line (or EOF)
             self.done = True
         self._left = size
 
@@ -106,23 +103,6 @@ class Body:
             if not self._left and not self._chunked:
                 self.done = True
         return n
-
-    def read(self, size):
-        buf = bytearray(size)
-        n = self.readinto(buf)
-        return bytes(buf[:n])
-
-
-class Response:
-    def __init__(self, conn, status, headers, body):
-        self.status_code = status
-        self.headers = headers
-        self.raw = body
-        self._conn = conn
-
-    def close(self):
-        # Keep the socket for the next request only when this body was read to its end.
-        self._conn.release(self.raw.done)
 
 
 class Connection:
@@ -165,10 +145,6 @@ class Connection:
             self._sock.close()
         self._sock = None
         self._reusable = False
-
-    def release(self, body_done):
-        if not (body_done and self._reusable):
-            self.close()
 
     def open(self, method, url, body=None, timeout=None, headers=None, keep=http.keep_header):
         # keep(line, headers) picks the reply headers to keep; it must keep http.keep_header's.
@@ -219,9 +195,9 @@ class Connection:
             raise ProtocolError("bad status line")
         headers = {}
         keep_alive = parts[0] == b"HTTP/1.1"
-        for _ in range(MAX_HEADERS):
+        for _ in range(_MAX_HEADERS):
             line = read_line(self._sock)
-            if line in (b"\r\n", b"\n", b""):
+            if not line or line[0] in b"\r\n":  # EOF, or the blank line ending the head
                 break
             keep(line, headers)
         else:
@@ -239,7 +215,7 @@ class Connection:
         if length is None and not chunked:
             keep_alive = False  # the body ends when the server closes
         self._reusable = keep_alive
-        return Response(self, status, headers, Body(self._sock, length, chunked))
+        return Response(self, status, headers, length, chunked)
 
     def request(self, method, url, body=None, timeout=None, limit=http.MAX_BODY, headers=None):
         resp = self.open(method, url, body, timeout, headers)

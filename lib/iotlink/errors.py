@@ -19,10 +19,8 @@ class Timeout(IotlinkError):
 
 
 class ConnectionFailed(IotlinkError):
-    # The server could not be reached or dropped the connection (carries the OSError errno).
-    def __init__(self, errno_=0):
-        super().__init__("connection failed (errno %d)" % errno_)
-        self.errno = errno_
+    # The server could not be reached or dropped the connection (the message has the errno).
+    pass
 
 
 class ProtocolError(IotlinkError):

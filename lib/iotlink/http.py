@@ -1,12 +1,8 @@
-# HTTP transport: one request per connection (what the boards' frozen `requests` speaks),
-# a timeout on every socket operation, bodies read to a bound, responses always closed.
+# What iotlink's two transports share: bounded body reads, JSON bodies, error mapping, the
+# reply headers kept. The transports themselves are each loaded only when a client builds one:
+# conn.py (iotlink's own HTTP/1.1 client, kept alive) and oneshot.py (the frozen `requests`).
 import errno
 import json
-
-try:
-    import requests
-except ImportError:
-    import urequests as requests
 
 from iotlink.errors import ConnectionFailed, HTTPError, ProtocolError, Timeout
 
@@ -20,7 +16,6 @@ _KEPT_HEADERS = {
     for name in ("content-length", "retry-after", "connection", "transfer-encoding")
 }
 TIMEOUT_ERRNOS = (errno.ETIMEDOUT, errno.EAGAIN)
-JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def keep_header(line, headers):
@@ -35,7 +30,7 @@ def network_error(exc):
     code = exc.args[0] if exc.args else 0
     if code in TIMEOUT_ERRNOS:
         return Timeout("timed out")
-    return ConnectionFailed(code if isinstance(code, int) else 0)
+    return ConnectionFailed("connection failed (errno %d)" % (code if isinstance(code, int) else 0))
 
 
 def dumps(obj):
@@ -73,25 +68,6 @@ def quote(value):
     return out.decode()
 
 
-def open(method, url, body=None, timeout=10, headers=None, keep=keep_header):
-    # Send a request and return the response with its headers read and the body unread.
-    # The caller owns the response: read it with read_body() or close() it.
-    # keep(line, headers) picks the reply headers to keep.
-    hdrs = JSON_HEADERS if body is not None else {}
-    if headers:
-        hdrs = dict(hdrs)
-        hdrs.update(headers)
-    try:
-        return requests.request(
-            method, url, data=body, headers=hdrs, timeout=timeout, parse_headers=keep
-        )
-    except OSError as e:
-        raise network_error(e)
-    except (ValueError, IndexError, NotImplementedError) as e:
-        # Bad status line, chunked reply to HTTP/1.0, relative redirect: not this API.
-        raise ProtocolError("bad response (%s)" % e)
-
-
 def read_into(resp, buf):
     # Fill buf from the response body; return how many bytes arrived before EOF.
     mv = memoryview(buf)
@@ -113,9 +89,6 @@ def read_body(resp, limit=MAX_BODY):
         length = resp.headers.get("content-length")
         if length is not None:
             length = int(length)
-            if not length:
-                resp.close()
-                return b""
             if length > limit:
                 raise ProtocolError("reply of %d bytes exceeds the %d byte limit" % (length, limit))
             buf = bytearray(length)
@@ -123,27 +96,18 @@ def read_body(resp, limit=MAX_BODY):
             if got < length:
                 raise ProtocolError("reply truncated at %d of %d bytes" % (got, length))
             return buf
-        # No length: the server closes the connection at the end of the body.
+        # No length: the body ends where the server closes the connection (or the last chunk).
         buf = bytearray()
+        part = bytearray(256)
         while True:
-            try:
-                part = resp.raw.read(256)
-            except OSError as e:
-                raise network_error(e)
-            if not part:
-                return buf
-            buf += part
+            got = read_into(resp, part)
+            buf.extend(memoryview(part)[:got])
             if len(buf) > limit:
                 raise ProtocolError("reply exceeds the %d byte limit" % limit)
+            if got < len(part):
+                return buf
     finally:
         resp.close()
-
-
-def request(method, url, body=None, timeout=10, limit=MAX_BODY, headers=None):
-    # One exchange: returns (status, body bytes, headers).
-    resp = open(method, url, body, timeout, headers)
-    data = read_body(resp, limit)
-    return resp.status_code, data, resp.headers
 
 
 def check(status, body):
@@ -172,12 +136,20 @@ def error_message(body):
 
 
 def transport(server, timeout, keepalive, cadata):
-    # The frozen `requests` (a connection per request) unless the connection should persist
-    # or the server's certificate be verified, which only iotlink's own client does.
+    # iotlink's own client when the connection should persist or the server's certificate be
+    # verified; else the frozen `requests`, a connection per request.
     if keepalive or cadata:
         from iotlink.conn import Connection
 
         return Connection(server, timeout, cadata)
-    import sys
+    from iotlink import oneshot
 
-    return sys.modules[__name__]  # this module: request() and open() as above
+    return oneshot  # the module: request() and open()
+
+
+def __getattr__(name):
+    # http.open() and http.request(), for callers that take this module as their transport
+    # (clock.sync_http by default): the frozen `requests`, loaded at the first use.
+    from iotlink import oneshot
+
+    return getattr(oneshot, name)

@@ -6,13 +6,25 @@
 import gc
 import os
 
-from iotlink import swap
+from iotlink import http, swap
 from iotlink.errors import IotlinkError
 from iotlink.ota import UpdateFailed
 
 CHUNK_TRIES = 3  # per chunk: timeouts, dropped connections, 5xx
 RESERVED = (swap.DIR, "config.json")  # what a bundle may never replace
 ESP32_IMAGE_MAGIC = 0xE9  # first byte of an ESP32 app image; a tar starts with a file name
+
+
+def open_package(tb, kind, title, version, chunk, size):
+    # ThingsBoard.open_package: one chunk of the package assigned to tb's device, streamed;
+    # the caller closes it.
+    url = "%s%s?title=%s&version=%s&size=%d&chunk=%d" % (
+        tb._prefix, kind, http.quote(title), http.quote(version), size, chunk
+    )
+    resp = tb.transport.open("GET", url, timeout=tb.timeout)
+    if resp.status_code != 200:
+        http.check(resp.status_code, http.read_body(resp, 512))
+    return resp
 
 
 def _message(exc):
@@ -93,7 +105,6 @@ class Install:
     def _fetch(self, path, to, n, part):
         import time
 
-        from iotlink import http
         from iotlink.errors import ConnectionFailed, HTTPError, ProtocolError, Timeout
 
         want = len(part)
@@ -102,7 +113,7 @@ class Install:
             if attempt:
                 time.sleep_ms(self.up.retry_ms * attempt)
             try:
-                resp = self.up.tb.open_package(path, to[0], to[1], n, self.up.chunk_size)
+                resp = open_package(self.up.tb, path, to[0], to[1], n, self.up.chunk_size)
                 try:
                     length = resp.headers.get("content-length")
                     if length is not None and int(length) != want:

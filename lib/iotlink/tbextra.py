@@ -1,0 +1,44 @@
+# The ThingsBoard device API calls the device loop never makes: self-provisioning, claiming,
+# client-side RPC. ThingsBoard's methods of the same names load this module for one call.
+from iotlink import http
+from iotlink.errors import ProtocolError, ProvisionError
+from iotlink.http import check, transport
+
+
+def call_rpc(tb, method, params, timeout):
+    data = tb._call("POST", "rpc", {"method": method, "params": {} if params is None else params}, timeout)
+    return http.loads(data) if data else None
+
+
+def claim(tb, secret_key, duration_ms):
+    body = {}
+    if secret_key is not None:
+        body["secretKey"] = secret_key
+    if duration_ms is not None:
+        body["durationMs"] = int(duration_ms)
+    tb._call("POST", "claim", body)
+
+
+def provision(server, device_name, key, secret, timeout, cadata, token):
+    body = {"provisionDeviceKey": key, "provisionDeviceSecret": secret}
+    if device_name:
+        body["deviceName"] = device_name
+    if token:
+        body["credentialsType"] = "ACCESS_TOKEN"
+        body["token"] = token
+    status, data, _ = transport(server, timeout, False, cadata).request(
+        "POST", server.rstrip("/") + "/api/v1/provision", http.dumps(body), timeout
+    )
+    check(status, data)
+    reply = http.loads(data)
+    if not isinstance(reply, dict):
+        raise ProtocolError("provision reply is not an object")
+    state = reply.get("status") or reply.get("provisionDeviceStatus")
+    if state != "SUCCESS":
+        raise ProvisionError(state or "FAILURE", reply.get("errorMsg", ""))
+    if reply.get("credentialsType", "ACCESS_TOKEN") != "ACCESS_TOKEN":
+        raise ProvisionError("FAILURE", "credentials are not an access token")
+    token = reply.get("credentialsValue") or reply.get("accessToken") or reply.get("credentialsId")
+    if not token:
+        raise ProvisionError("FAILURE", "no access token in the reply")
+    return token
