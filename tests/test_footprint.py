@@ -47,3 +47,55 @@ def test_the_ota_code_is_loaded_only_for_a_package_other_than_the_running_one(mp
     assert boot(mp, server) == [[], ["iotlink.ota", "iotlink.swap"]]
     assert fw_states(server) == [{"fw_state": "FAILED",
                                   "fw_error": "package announced without size and checksum: not applied"}]
+
+
+# The OTA code stands in for a board too full to load it (MemoryError while it works) or for a
+# report the server did not take: the loop must neither keep it in RAM nor stop behind it.
+FAILING_REPORT = """
+import sys
+from iotlink import app
+from iotlink.errors import ConnectionFailed
+
+class Updater:
+    KEYS = ()
+    error = ConnectionFailed("server gone")
+    def __init__(self, client):
+        pass
+    def report_boot(self):
+        if FAILURE == "memory":
+            raise MemoryError("memory allocation failed")
+        return False
+
+class ota:  # what `from iotlink.ota import Updater` finds, until app.py unloads it
+    pass
+
+ota.Updater = Updater
+sys.modules["iotlink.ota"] = ota
+a = app.App(app.config.load(), app.Watchdog())
+a.start()
+try:
+    a.step()
+except Exception as e:
+    out(repr(e))
+out(["iotlink.ota" in sys.modules, len(a.start_tasks)])
+a.collect(0)
+while a.start_tasks or a.store.pending:
+    a.step()
+out(a.store.pending)
+"""
+
+
+def test_a_board_too_full_for_the_ota_code_turns_updates_off_and_sends_its_telemetry(mp, server, device):
+    (mp.flash / "config.json").write_text(json.dumps({"server": server.url, "token": "TEST_TOKEN",
+                                                      "interval_s": 60, "pins": {}}))
+    run = mp('FAILURE = "memory"\n' + FAILING_REPORT)
+    assert run.results == [[False, 1], 0]  # no exception; the report task is done, the queue sent
+    assert "ota: not enough free memory: updates off until a reset" in run.stdout
+    assert [r for r in all_records(telemetry(server)) if "uptime_s" in r.get("values", r)]
+
+
+def test_a_report_the_server_did_not_take_is_retried_with_the_ota_code_unloaded(mp, server, device):
+    (mp.flash / "config.json").write_text(json.dumps({"server": server.url, "token": "TEST_TOKEN",
+                                                      "interval_s": 60, "pins": {}}))
+    run = mp('FAILURE = "server"\n' + FAILING_REPORT.replace("while a.start_tasks or", "while"))
+    assert run.results[:2] == ["ConnectionFailed('server gone',)", [False, 2]]

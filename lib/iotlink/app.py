@@ -199,20 +199,27 @@ class App:
             self.start_tasks.insert(0, self.report_boot)
 
     def report_boot(self):
+        error = None
         try:
             from iotlink.ota import Updater
 
             updater = Updater(self.client)
-        except MemoryError:  # a board too full for updates still sends its telemetry
+            if updater.report_boot():
+                self.running = updater.running()
+                self.follow(Updater.KEYS, self.check_updates)
+            else:
+                error = updater.error
+        except MemoryError:
+            # A board too full for updates still sends its telemetry. Retrying would hold the
+            # OTA code in RAM and fail again, with the queue waiting behind this task.
+            print("ota: not enough free memory: updates off until a reset")
+        finally:
+            updater = None
+            forget("ota", "swap")  # before a retry too: the next try loads it again
             gc.collect()
-            print("ota: not enough free memory (%d bytes): updates off until a reset" % gc.mem_free())
-            return
-        if not updater.report_boot():
+        if error is not None:
             # recover() decides on the real error (a refused token waits long); then a retry.
-            raise updater.error
-        self.running = updater.running()
-        self.follow(Updater.KEYS, self.check_updates)
-        forget("ota", "swap")
+            raise error
 
     def check_updates(self, shared):
         if self.updater is None:
