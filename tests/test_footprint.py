@@ -99,3 +99,35 @@ def test_a_report_the_server_did_not_take_is_retried_with_the_ota_code_unloaded(
                                                       "interval_s": 60, "pins": {}}))
     run = mp('FAILURE = "server"\n' + FAILING_REPORT.replace("while a.start_tasks or", "while"))
     assert run.results[:2] == ["ConnectionFailed('server gone',)", [False, 2]]
+
+
+SHORT_HEAP_DRAIN = """
+from iotlink import app
+
+class gc:  # the heap a board would report with this much free
+    collect = staticmethod(lambda: None)
+    mem_free = staticmethod(lambda: FREE)
+
+app.gc = gc
+a = app.App(app.config.load(), app.Watchdog())
+a.start()
+for i in range(60):
+    a.queue({"ts": 1700000000000 + i, "values": {"reading": i, "label": "x" * 40}})
+while a.store.pending:
+    a.flush()
+"""
+
+
+def test_a_short_heap_drains_the_queue_in_smaller_batches(mp, server, device):
+    (mp.flash / "config.json").write_text(json.dumps({"server": server.url, "token": "TEST_TOKEN",
+                                                      "interval_s": 60, "pins": {}}))
+    sizes = {}
+    for free in (400000, 8000):
+        server.exchanges.clear()
+        mp(f"FREE = {free}\n" + SHORT_HEAP_DRAIN)
+        bodies = [json.loads(x.body) for x in server.requests_to("/telemetry")]
+        assert [r["values"]["reading"] for r in all_records(bodies)] == list(range(60))
+        sizes[free] = [len(b) for b in bodies]
+    # A record is about 100 bytes of JSON: 4 KB with room to spare, 1 KB (free / 8) with 8 KB free.
+    assert sizes[400000] == [40, 20]
+    assert max(sizes[8000]) <= 10 and sum(sizes[8000]) == 60

@@ -37,6 +37,7 @@ CLOCK_RESYNC_MS = 24 * 3600 * 1000  # set the clock again this often (drift)
 # often. Short: until then records carry only their uptime, and a power cut leaves them unplaced.
 CLOCK_RETRY_MS = 15 * 1000
 UNSTAMPED_AFTER_MS = 60 * 1000  # no clock after this long: send records placed without one
+BATCH_BYTES = 4096  # of queued JSON per request at most; less when the heap is short
 # 4xx that say "this request is wrong", not "try later": a batch that gets one is dropped.
 _REFUSED = (401, 403)
 _RETRY = (408, 429)
@@ -397,7 +398,10 @@ class App:
             print("queue: record lost (%s)" % e)
 
     def flush(self):
-        records, cursor = self.store.batch()
+        # Parsed, placed and encoded again, a batch takes about 8 times its JSON in RAM: a board
+        # with less free heap drains its queue in smaller requests instead of failing on them.
+        gc.collect()
+        records, cursor = self.store.batch(max_bytes=min(BATCH_BYTES, gc.mem_free() // 8))
         state = self.timeline.placed(records)
         try:
             self.client.send_telemetry(records)
