@@ -102,7 +102,7 @@ def loop_runs(heap_kb: int, work: Path, iterations: int = ITERATIONS, timeout_s:
             board.stop()
 
 
-def smallest_heap_kb(work: Path, low: int = 16, high: int = 256, step: int = 8,
+def smallest_heap_kb(work: Path, low: int = 16, high: int = 256, step: int = 4,
                      make_board: MakeBoard = mpy_board) -> int | None:
     """Bisect (in `step` KiB) for the smallest heap the loop runs in; None if not even `high`."""
     if not loop_runs(high, work, make_board=make_board):
