@@ -11,3 +11,13 @@ def forget(*names):
     for name in names:
         sys.modules.pop("iotlink." + name, None)
         globals().pop(name, None)
+
+
+def call_and_forget(name, function, *args):
+    # iotlink.<name>.<function>(*args), the module loaded for this call and unloaded after it:
+    # for the work a board does rarely (setting the clock, provisioning, a TLS handshake...).
+    module = __import__("iotlink." + name, None, None, (function,))
+    try:
+        return getattr(module, function)(*args)
+    finally:
+        forget(name)

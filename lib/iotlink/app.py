@@ -18,7 +18,7 @@ import time
 
 import machine
 
-from iotlink import __version__, clock, config, forget, net
+from iotlink import __version__, call_and_forget, clock, config, forget, net
 from iotlink.errors import HTTPError, IotlinkError, ProvisionError
 from iotlink.rpc import Dispatcher
 from iotlink.store import Store
@@ -215,7 +215,7 @@ class App:
             # OTA code in RAM and fail again, with the queue waiting behind this task.
             print("ota: not enough free memory: updates off until a reset")
         finally:
-            updater = None
+            updater = None  # so that collect() can free the OTA code
             forget("ota", "swap")  # before a retry too: the next try loads it again
             gc.collect()
         if error is not None:
@@ -236,12 +236,8 @@ class App:
         self.updater.check(shared)
 
     def provision(self):
-        from iotlink import tokens  # only without a token, or with a refused one
-
-        try:
-            tokens.obtain(self.cfg, self.path, self.timeout_s)
-        finally:
-            forget("tokens")
+        # Only without a token, or with a refused one.
+        call_and_forget("tokens", "obtain", self.cfg, self.path, self.timeout_s)
 
     def renew_token(self):
         # The server refused our token (the device was deleted, its credentials changed): the

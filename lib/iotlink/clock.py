@@ -47,9 +47,6 @@ def now_ms():
 def sync(server, ntp_host=None, timeout=5, transport=None):
     # NTP first (millisecond precision), then the server's HTTP Date header; True when set.
     # transport: a client's kept-alive connection saves a handshake per Date probe.
-    from iotlink import clocksync, forget
+    from iotlink import call_and_forget
 
-    try:
-        return clocksync.sync(server, ntp_host, timeout, transport)
-    finally:
-        forget("clocksync")
+    return call_and_forget("clocksync", "sync", server, ntp_host, timeout, transport)

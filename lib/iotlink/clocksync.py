@@ -70,11 +70,12 @@ def _server_seconds(url, timeout, transport):
         return None
 
 
-def sync_http(url, timeout=10, probes=12, transport=http):
+def sync_http(url, timeout=10, probes=12, transport=None):
     # From the Date header of the server's replies; True when set. Date has whole seconds, so
     # the server is asked again (every 100 ms, `probes` times at most) until its second turns:
     # that moment is known to a round trip. If it does not turn, the middle of the second.
     # transport: a client's kept-alive connection saves a handshake per probe.
+    transport = transport or http.transport(url, timeout, False, None)
     first = _server_seconds(url, timeout, transport)
     if first is None:
         return False
@@ -93,4 +94,4 @@ def sync_http(url, timeout=10, probes=12, transport=http):
 
 
 def sync(server, ntp_host=None, timeout=5, transport=None):
-    return sync_ntp(ntp_host, timeout) or sync_http(server, timeout, transport=transport or http)
+    return sync_ntp(ntp_host, timeout) or sync_http(server, timeout, transport=transport)

@@ -28,12 +28,9 @@ def valid_wdt_ms(value):
 def check(cfg):
     # Raise ConfigError for the first bad key; return the names of keys this firmware ignores.
     # The checks run once a boot: configcheck.py is unloaded after them, to keep the RAM.
-    from iotlink import configcheck, forget
+    from iotlink import call_and_forget
 
-    try:
-        return configcheck.check(cfg)
-    finally:
-        forget("configcheck")
+    return call_and_forget("configcheck", "check", cfg)
 
 
 def read(path=PATH):

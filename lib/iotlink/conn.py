@@ -39,12 +39,9 @@ def split_url(url):
 
 def tls_context(cadata):
     # For https only, once per connection: the certificate code is in RAM for that moment.
-    from iotlink import forget, tls
+    from iotlink import call_and_forget
 
-    try:
-        return tls.context(cadata)
-    finally:
-        forget("tls")
+    return call_and_forget("tls", "context", cadata)
 
 
 class Response:

@@ -145,11 +145,3 @@ def transport(server, timeout, keepalive, cadata):
     from iotlink import oneshot
 
     return oneshot  # the module: request() and open()
-
-
-def __getattr__(name):
-    # http.open() and http.request(), for callers that take this module as their transport
-    # (clock.sync_http by default): the frozen `requests`, loaded at the first use.
-    from iotlink import oneshot
-
-    return getattr(oneshot, name)

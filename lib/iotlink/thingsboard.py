@@ -13,14 +13,10 @@ _POLL_GRACE_S = const(5)
 _POLL_AGAIN = (408, 503, 504)
 
 
-def _extra(name, *args):
-    # Run tbextra.<name>(*args), the module loaded for the call and unloaded after it.
-    from iotlink import forget, tbextra
+def _extra(function, *args):
+    from iotlink import call_and_forget
 
-    try:
-        return getattr(tbextra, name)(*args)
-    finally:
-        forget("tbextra")
+    return call_and_forget("tbextra", function, *args)
 
 
 class ThingsBoard:
@@ -46,7 +42,8 @@ class ThingsBoard:
     def _poll(self, path, timeout_ms):
         # One long-poll: the message, or None when the server's timer ran out.
         timeout_ms = max(1, min(int(timeout_ms), MAX_POLL_MS))
-        data = self._call("GET", "%s?timeout=%d" % (path, timeout_ms), None, timeout_ms / 1000 + _POLL_GRACE_S, True)
+        data = self._call("GET", "%s?timeout=%d" % (path, timeout_ms), timeout=timeout_ms / 1000 + _POLL_GRACE_S,
+                          poll=True)
         return http.loads(data) if data else None
 
     def send_telemetry(self, values, ts=None):
