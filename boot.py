@@ -2,6 +2,7 @@
 # then bring Wi-Fi up from config.json in bounded time (two attempts of 10 s at most). Never
 # blocks for longer, never raises: without config or Wi-Fi, main.py reports the problem and
 # keeps retrying.
+import gc
 
 
 def _resume_update():
@@ -28,3 +29,6 @@ def _wifi_up():
 _resume_update()
 _wifi_up()
 del _resume_update, _wifi_up
+# Before main.py imports the loop: what the steps above left behind goes now, so the loop's
+# modules fill the heap from the bottom instead of around it.
+gc.collect()

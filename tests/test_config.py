@@ -110,6 +110,37 @@ def test_unknown_keys_are_reported_and_ignored(mp):
     assert "config: unknown key 'intervall_s' ignored" in run.stdout
 
 
+def test_a_file_is_checked_once_a_boot_and_again_when_it_changes(mp):
+    # boot.py loads config.json, then main.py: the second load must not run the checks (and
+    # load their code) again, but a changed file is checked again.
+    (mp.flash / "config.json").write_text(json.dumps(with_({"intervall_s": 5})))
+    run = mp("""
+import sys
+from iotlink import config
+loaded = []
+config.load()
+real = config.check
+def counting(cfg):
+    loaded.append(1)
+    return real(cfg)
+config.check = counting
+second = config.load()
+with open("config.json", "w") as f:
+    f.write('{"server": "http://h", "token": "T", "interval_s": -1}')
+try:
+    config.load()
+    third = "ok"
+except config.ConfigError as e:
+    third = str(e)
+out([len(loaded), second["interval_s"], third])
+""")
+    checks, interval, third = run.result
+    assert checks == 1  # only for the changed file
+    assert interval == 10
+    assert third.startswith("config.json") and "interval_s" in third
+    assert run.stdout.count("unknown key 'intervall_s'") == 1
+
+
 def test_save_token_replaces_the_file_atomically_and_keeps_every_other_key(mp):
     cfg = with_({"provision": {"device_name": "pump-17", "key": "K", "secret": "PROVISION-SECRET"},
                  "custom": {"kept": [1, 2]}}, drop=["token"])

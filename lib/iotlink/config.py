@@ -33,28 +33,42 @@ def check(cfg):
     return call_and_forget("configcheck", "check", cfg)
 
 
-def read(path=PATH):
-    # The raw JSON object of the file (no checks beyond JSON syntax).
+# The file that last passed check(): boot.py checks it, main.py then loads it again without
+# loading the checks into a heap the whole loop now fills.
+_checked = None
+
+
+def _read(path):
+    # (the file's text, its JSON object); no checks beyond JSON syntax.
     try:
         with open(path) as f:
             text = f.read()
     except OSError:
         raise ConfigError("%s not found" % path)
     try:
-        return json.loads(text)
+        return text, json.loads(text)
     except ValueError:
         raise ConfigError("%s is not valid JSON" % path)
 
 
+def read(path=PATH):
+    # The raw JSON object of the file (no checks beyond JSON syntax).
+    return _read(path)[1]
+
+
 def load(path=PATH):
     # The checked config with defaults filled in; raises ConfigError naming the bad key.
-    cfg = read(path)
-    try:
-        unknown = check(cfg)
-    except ConfigError as e:
-        raise ConfigError("%s: %s" % (path, e))
-    for key in unknown:
-        print("config: unknown key '%s' ignored" % key)
+    global _checked
+    text, cfg = _read(path)
+    seen = (path, len(text), hash(text))
+    if seen != _checked:
+        try:
+            unknown = check(cfg)
+        except ConfigError as e:
+            raise ConfigError("%s: %s" % (path, e))
+        for key in unknown:
+            print("config: unknown key '%s' ignored" % key)
+        _checked = seen
     for key in DEFAULTS:
         if key not in cfg:
             cfg[key] = DEFAULTS[key]
