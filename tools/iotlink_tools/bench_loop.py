@@ -12,6 +12,7 @@ that share too, so the figure can be read both ways (it is never subtracted from
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,9 @@ from .vboard import Board, micropython_command, prepare_flash
 
 TOKEN = "LOOP_BENCH_TOKEN"
 ITERATIONS = 1000
+# What app.report_boot says when the OTA code does not fit: the loop goes on, updates are off.
+UPDATES_OFF = "ota: not enough free memory"
+STALLED_S = 30  # no record delivered for this long: the run failed (a run takes about 30 s)
 
 # What the loop makes of the fakes: both modules imported, the Wi-Fi station interface (net.py).
 FAKES_PROGRAM = """
@@ -74,22 +78,29 @@ MakeBoard = Callable[[Path, int, Path], Board]
 
 
 def loop_runs(heap_kb: int, work: Path, iterations: int = ITERATIONS, timeout_s: float = 120,
-              make_board: MakeBoard = mpy_board) -> bool:
-    """Whether the loop delivers `iterations` records in a heap of heap_kb without a crash."""
+              make_board: MakeBoard = mpy_board, updates: bool = False) -> bool:
+    """Whether the loop delivers `iterations` records in a heap of heap_kb without a crash
+    (updates: and the OTA code fitted, so the board still takes updates)."""
     with DevServer(async_timeout_ms=3000) as server:
         server.add_device("loop-bench", TOKEN)
-        flash = prepare_flash(work / f"flash-{heap_kb}", {
+        # A folder of its own: a second run at this size must not find the first one's queue.
+        flash = prepare_flash(tempfile.mkdtemp(prefix=f"flash-{heap_kb}-", dir=work), {
             "server": server.url, "token": TOKEN, "interval_s": 0.02, "backoff_max_s": 1,
             "pins": {"23": 23, "led": "LED"}})
         board = make_board(flash, heap_kb, work).start()
         try:
             deadline = time.monotonic() + timeout_s
-            n = 0
+            n = delivered = 0
+            progress = time.monotonic()
             # boots is 0 until the supervisor thread has started the process: not a reboot.
             while time.monotonic() < deadline and board.running and board.boots <= 1:
-                delivered = len(server.telemetry(TOKEN, "uptime_s"))
+                count = len(server.telemetry(TOKEN, "uptime_s"))
+                if count > delivered:
+                    delivered, progress = count, time.monotonic()
+                elif time.monotonic() - progress > STALLED_S:
+                    return False  # alive, but out of memory at every try
                 if delivered >= iterations:
-                    return board.boots == 1
+                    return board.boots == 1 and not (updates and UPDATES_OFF in board.console())
                 n += 1
                 try:
                     server.call_rpc(TOKEN, "setGpio" if n % 2 else "getGpio", {"pin": "23", "value": n % 2},
@@ -104,23 +115,24 @@ def loop_runs(heap_kb: int, work: Path, iterations: int = ITERATIONS, timeout_s:
 
 
 def smallest_heap_kb(work: Path, low: int = 16, high: int = 256, step: int = 4,
-                     make_board: MakeBoard = mpy_board) -> int | None:
+                     make_board: MakeBoard = mpy_board, updates: bool = False) -> int | None:
     """Bisect (in `step` KiB) for the smallest heap the loop runs in; None if not even `high`.
 
     Near the limit a run can pass or fail by where its allocations happened to fall (RPCs and
     sends interleave by timing), so the size found runs once more; if that run fails, the
     figure is the next size up that passes.
     """
+    runs = functools.partial(loop_runs, work=work, make_board=make_board, updates=updates)
     ceiling = high
-    if not loop_runs(high, work, make_board=make_board):
+    if not runs(high):
         return None
     while high - low > step:
         mid = (low + high) // 2 // step * step
-        if loop_runs(mid, work, make_board=make_board):
+        if runs(mid):
             high = mid
         else:
             low = mid
-    while high < ceiling and not loop_runs(high, work, make_board=make_board):
+    while high < ceiling and not runs(high):
         high += step
     return high
 
@@ -128,12 +140,16 @@ def smallest_heap_kb(work: Path, low: int = 16, high: int = 256, step: int = 4,
 def run() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        return {"smallest_heap_kib": smallest_heap_kb(work),
+        smallest = smallest_heap_kb(work)
+        return {"smallest_heap_kib": smallest,
+                # Below this the OTA report gives up for want of memory and updates stay off.
+                "with_updates_kib": smallest and smallest_heap_kb(work, low=smallest - 4, updates=True),
                 "fakes_heap_bytes": fakes_heap_bytes(compiled_fakes(work / "fakes"))}
 
 
 def describe(figures: dict) -> str:
     return (f"the loop runs {ITERATIONS} iterations in {figures['smallest_heap_kib']} KiB (from .mpy), "
+            f"{figures['with_updates_kib']} KiB with room for the OTA code (updates on), "
             f"of which the hardware fakes (machine, network: built into a board's firmware) take "
             f"{figures['fakes_heap_bytes']} bytes")
 
