@@ -131,3 +131,46 @@ def test_a_short_heap_drains_the_queue_in_smaller_batches(mp, server, device):
     # A record is about 100 bytes of JSON: 4 KB with room to spare, 1 KB (free / 8) with 8 KB free.
     assert sizes[400000] == [40, 20]
     assert max(sizes[8000]) <= 10 and sum(sizes[8000]) == 60
+
+
+FRAGMENTED = """
+from iotlink import app
+a = app.App(app.config.load(), app.Watchdog())
+a.start()
+while a.start_tasks:
+    a.step()
+real = a.client.transport.request
+SHORT = [True]
+def short(*args):  # a request the heap has no room for, as in a heap fragmented for good
+    if SHORT[0]:
+        raise MemoryError("memory allocation failed, allocating 512 bytes")
+    return real(*args)
+a.client.transport.request = short
+def tries(n):
+    for i in range(n):
+        try:
+            a.announce()
+        except Exception as e:
+            a.recover(e)  # as App.run does: a MemoryError out of it ends App.run
+tries(9)
+SHORT[0] = False
+a.announce()
+a.healthy()  # one success: the count starts again
+SHORT[0] = True
+tries(9)
+out(a.memory_errors)
+try:
+    tries(1)
+except MemoryError:
+    out("escaped")
+"""
+
+
+def test_a_heap_short_at_every_try_since_the_last_success_resets_the_board(mp, server, device):
+    # App.run then lets the MemoryError escape to run(), which resets the board 30 s later:
+    # a reset is what makes a fragmented heap whole again, and the queue is on flash.
+    (mp.flash / "config.json").write_text(json.dumps({"server": server.url, "token": "TEST_TOKEN",
+                                                      "interval_s": 60, "pins": {}}))
+    run = mp(FRAGMENTED)
+    assert run.results == [9, "escaped"], run.stdout
+    assert "memory: short 10 times since the last success" in run.stdout

@@ -37,6 +37,9 @@ CLOCK_RESYNC_MS = 24 * 3600 * 1000  # set the clock again this often (drift)
 # often. Short: until then records carry only their uptime, and a power cut leaves them unplaced.
 CLOCK_RETRY_MS = 15 * 1000
 UNSTAMPED_AFTER_MS = 60 * 1000  # no clock after this long: send records placed without one
+# Out of memory this many times with no success between: the heap stays too fragmented for the
+# loop's requests, and only a reset makes it whole again (the queue is on flash: nothing is lost).
+MEMORY_ERRORS_BEFORE_RESET = 10
 BATCH_BYTES = 4096  # of queued JSON per request at most; less when the heap is short
 # 4xx that say "this request is wrong", not "try later": a batch that gets one is dropped.
 _REFUSED = (401, 403)
@@ -152,6 +155,7 @@ class App:
         self.running = {}  # what runs, for each kind of package, once reported
         self.last_rpc = None  # (request, reply): ThingsBoard delivers an unanswered RPC again
         self.failures = 0
+        self.memory_errors = 0  # since the last success
         self.retry_at = None  # ticks before which the server is left alone
         self.token_refused = False  # a 401/403 with provisioning keys: ask for a new token
         self.timeline = Timeline(random.getrandbits(24), self.store)
@@ -308,6 +312,7 @@ class App:
         if self.retry_at is not None:
             print("server: reachable again")
         self.failures = 0
+        self.memory_errors = 0
         self.retry_at = None
         if self.clock_failed:
             # The server answers but the clock was not set (no NTP, no Date header): later.
@@ -318,6 +323,10 @@ class App:
         # The one place that decides what a failure means and when to try again.
         if isinstance(e, MemoryError):
             gc.collect()
+            self.memory_errors += 1
+            if self.memory_errors >= MEMORY_ERRORS_BEFORE_RESET:
+                print("memory: short %d times since the last success" % self.memory_errors)
+                raise e  # run() resets the board
         refused = isinstance(e, HTTPError) and e.status in _REFUSED
         # 401 (unknown token) or 403 (device deleted): with provisioning keys, a new device.
         if refused and self.cfg["platform"] == "thingsboard" and self.cfg.get("provision"):
@@ -327,7 +336,7 @@ class App:
             delay = REFUSED_RETRY_S * 1000
             what = "refused: %s; fix config.json (token, provision) or the server" % describe(e)
         else:
-            if not isinstance(e, (IotlinkError, OSError)):
+            if not isinstance(e, (IotlinkError, OSError, MemoryError)):
                 sys.print_exception(e)  # a bug, not the network: show where
             self.failures += 1
             ceiling = min(1000 << min(self.failures - 1, 16), self.backoff_max_ms)
