@@ -122,15 +122,15 @@ def test_a_short_heap_drains_the_queue_in_smaller_batches(mp, server, device):
     (mp.flash / "config.json").write_text(json.dumps({"server": server.url, "token": "TEST_TOKEN",
                                                       "interval_s": 60, "pins": {}}))
     sizes = {}
-    for free in (400000, 8000):
+    for free in (400000, 4000):
         server.exchanges.clear()
         mp(f"FREE = {free}\n" + SHORT_HEAP_DRAIN)
         bodies = [json.loads(x.body) for x in server.requests_to("/telemetry")]
         assert [r["values"]["reading"] for r in all_records(bodies)] == list(range(60))
         sizes[free] = [len(b) for b in bodies]
-    # A record is about 100 bytes of JSON: 4 KB with room to spare, 1 KB (free / 8) with 8 KB free.
+    # A record is about 100 bytes of JSON: 4 KB with room to spare, 1 KB (free / 4) with 4 KB free.
     assert sizes[400000] == [40, 20]
-    assert max(sizes[8000]) <= 10 and sum(sizes[8000]) == 60
+    assert max(sizes[4000]) <= 10 and sum(sizes[4000]) == 60
 
 
 FRAGMENTED = """

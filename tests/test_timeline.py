@@ -1,6 +1,7 @@
 """Timestamps that only go forward across boots (timeline.py), on a real flash queue, in micropython."""
 
 SETUP = """
+import json
 from iotlink.store import Store
 from iotlink.timeline import Timeline
 store = Store()
@@ -8,9 +9,8 @@ store = Store()
 def place_all(t):
     # The ts each queued record gets as the batch is sent (None: left for the server to stamp)
     # and the placing state after them.
-    records = store.batch()[0]
-    state = t.placed(records)
-    return [r["ts"] if "values" in r else None for r in records], state
+    body, state = t.body(store.batch(parse=False)[0])
+    return [r["ts"] if "values" in r else None for r in json.loads(body)], state
 """
 
 
@@ -89,3 +89,19 @@ store.append({"boot": 2, "up": 1_500, "values": {}})
 out(place_all(t)[0])
 """)
     assert run.results == [[None, None], [48_899, 48_999, 50_500]]
+
+
+def test_a_batch_body_sends_stamped_records_as_they_lie_on_flash(mp):
+    run = mp(SETUP + """
+store.append({"ts": 1000, "values": {"t": 21.5}})
+store.append({"boot": 7, "up": 40, "values": {"t": 22}})
+t = Timeline(8, store)
+frames = store.batch(parse=False)[0]
+stored = list(frames)
+body, state = t.body(frames)
+out([body.decode(), stored[0].decode(), t.body([])[0].decode()])
+""")
+    body, stored, empty = run.result
+    # The stamped record's bytes as stored; the other one placed after it by its uptime.
+    assert body == "[" + stored + ',{"ts": 1040, "values": {"t": 22}}]'
+    assert empty == ""  # nothing to send: ThingsBoard never answers a POST of []

@@ -403,13 +403,13 @@ class App:
             print("queue: record lost (%s)" % e)
 
     def flush(self):
-        # Parsed, placed and encoded again, a batch takes about 8 times its JSON in RAM: a board
-        # with less free heap drains its queue in smaller requests instead of failing on them.
+        # A batch takes about 3 times its JSON in RAM (the records, the body, the request): a
+        # board with less free heap drains its queue in smaller requests instead of failing on them.
         gc.collect()
-        records, cursor = self.store.batch(max_bytes=min(BATCH_BYTES, gc.mem_free() // 8))
-        state = self.timeline.placed(records)
+        records, cursor = self.store.batch(max_bytes=min(BATCH_BYTES, gc.mem_free() // 4), parse=False)
+        body, state = self.timeline.body(records)
         try:
-            self.client.send_telemetry(records)
+            self.client.send_telemetry(body)
         except HTTPError as e:
             if e.status < 400 or e.status >= 500 or e.status in _REFUSED + _RETRY:
                 raise

@@ -136,10 +136,11 @@ class Store:
         self.write_size += len(frame)
         self.pending += 1
 
-    def batch(self, max_records=50, max_bytes=4096, after=None):
+    def batch(self, max_records=50, max_bytes=4096, after=None, parse=True):
         # The oldest unsent records (at most max_records, about max_bytes of JSON) and a cursor
         # for commit(). Nothing is removed until commit(cursor), after the server took them.
         # after: the cursor of a batch read before, to read the records that follow it.
+        # parse=False: each record as its JSON bytes, as it lies on flash.
         records = []
         size = 0
         seg, off = after[:2] if after else (self.head_seg, self.head_off)
@@ -155,7 +156,7 @@ class Store:
                         if records and size + len(data) > max_bytes:
                             full = True
                             break
-                        records.append(json.loads(data))
+                        records.append(json.loads(data) if parse else data)
                         size += len(data)
                         off = f.tell()
             except OSError:

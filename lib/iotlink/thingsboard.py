@@ -32,7 +32,7 @@ class ThingsBoard:
 
     def _call(self, method, path, payload=None, timeout=None, poll=False):
         # The body of a 2xx reply; else HTTPError. poll: None when the long-poll timer ran out.
-        body = None if payload is None else http.dumps(payload)
+        body = payload if payload is None or isinstance(payload, bytes) else http.dumps(payload)
         status, data, _ = self.transport.request(method, self._prefix + path, body, timeout or self.timeout)
         if poll and status in _POLL_AGAIN:
             return None
@@ -47,7 +47,8 @@ class ThingsBoard:
         return http.loads(data) if data else None
 
     def send_telemetry(self, values, ts=None):
-        # values: a dict, or a list of dicts / {"ts", "values"} records (a batch).
+        # values: a dict, or a list of dicts / {"ts", "values"} records (a batch), or that list
+        # already encoded as JSON bytes.
         if ts is not None:
             values = {"ts": int(ts), "values": values}
         if not values:

@@ -15,6 +15,8 @@
 # them at all (a new board whose first boots had no clock) are placed just before the first time
 # known after them, spaced by their uptime; only until one is known, the server stamps them.
 
+import json
+
 KEEP_CLOCKS = 4  # boots whose start on the clock is kept, for their readings still queued
 
 
@@ -116,14 +118,24 @@ class Timeline:
             ts = max(ts, last + 1)
         return ts, (ts, run, base)
 
-    def placed(self, records):
-        # The records of a batch, in place, as the server takes them: {"ts", "values"}, or the
-        # values alone for the server to stamp. Returns the state after them, for sent_through().
+    def body(self, frames):
+        # A batch as the server takes it, from its records' JSON as the queue holds it
+        # (store.batch(parse=False)): (the JSON array of {"ts", "values"} or, for the server to
+        # stamp, the values alone; the state after them, for sent_through()). A record stamped
+        # when it was read goes as it lies: one record is parsed at a time, and the batch is
+        # joined once, instead of parsing the whole batch and encoding it again.
         state = self.sent
-        for i, record in enumerate(records):
+        for i, frame in enumerate(frames):
+            record = json.loads(frame)
             ts, state = self.place(record, state)
-            records[i] = record["values"] if ts is None else {"ts": ts, "values": record["values"]}
-        return state
+            if "ts" not in record:
+                placed = record["values"] if ts is None else {"ts": ts, "values": record["values"]}
+                frames[i] = json.dumps(placed).encode()
+        if not frames:
+            return b"", state
+        frames[0] = b"[" + frames[0]
+        frames[-1] += b"]"
+        return b",".join(frames), state
 
     def sent_through(self, state):
         # The records placed up to state are on the server: the head keeps state with them.

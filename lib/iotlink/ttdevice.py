@@ -7,6 +7,8 @@
 #   RPC                <- a value another client writes to a command key: the key is the
 #                         method, the value its params (setGpio = {"pin": "23", "value": 1})
 #   RPC reply          -> a write of the result to `<method>.result` (setGpio.result)
+import json
+
 from iotlink.rpc import GPIO_METHODS
 from iotlink.thethings import TheThings, check_key, stamp
 
@@ -47,9 +49,11 @@ class TTDevice:
     # ---- telemetry ---------------------------------------------------------------------
     def send_telemetry(self, data):
         # A dict of values (server time), a {"ts": ms, "values": {...}} record, or a list of
-        # either, oldest first; written MAX_VALUES values at most at a time (whole records).
-        # Raises when a write fails: the loop keeps the batch and sends it again, and the
-        # records already written then are skipped, so none is stored twice.
+        # either, oldest first (also as JSON bytes); written MAX_VALUES values at most at a time
+        # (whole records). Raises when a write fails: the loop keeps the batch and sends it
+        # again, and the records already written then are skipped, so none is stored twice.
+        if isinstance(data, bytes):
+            data = json.loads(data) if data else []
         records = data if isinstance(data, list) else [data]
         if not records:
             return
