@@ -23,7 +23,7 @@ def bodies(server, path):
     return [e.json() for e in server.requests_to(path, "POST")]
 
 
-def test_telemetry_in_all_four_formats(server, device, mp):
+def test_telemetry_in_all_its_formats(server, device, mp):
     mp(tb(server.url) + """
 tb.send_telemetry({"temperature": 21.5, "label": "ok"})
 tb.send_telemetry({"temperature": 22}, ts=1451649600512)
@@ -31,6 +31,8 @@ tb.send_telemetry([{"ts": 1451649660512, "values": {"temperature": 23}},
                    {"ts": 1451649720512, "values": {"temperature": 24, "on": True}}])
 tb.send_telemetry([{"humidity": 40}, {"pressure": 1013}])
 tb.send_telemetry([])
+tb.send_telemetry(b'[{"ts": 1451649780512, "values": {"temperature": 25}}]')
+tb.send_telemetry(b"")
 """)
     sent = bodies(server, "/api/v1/TEST_TOKEN/telemetry")
     assert sent == [
@@ -39,7 +41,8 @@ tb.send_telemetry([])
         [{"ts": 1451649660512, "values": {"temperature": 23}},
          {"ts": 1451649720512, "values": {"temperature": 24, "on": True}}],
         [{"humidity": 40}, {"pressure": 1013}],
-    ]  # and no POST of [], which ThingsBoard never answers
+        [{"ts": 1451649780512, "values": {"temperature": 25}}],  # JSON bytes go as they are
+    ]  # and no POST of [] or of nothing, which ThingsBoard never answers
     stored = server.telemetry("test-device")
     assert (1451649600512, "temperature", 22) in stored
     assert (1451649720512, "on", True) in stored
