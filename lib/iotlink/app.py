@@ -406,19 +406,19 @@ class App:
         # A batch takes about 3 times its JSON in RAM (the records, the body, the request): a
         # board with less free heap drains its queue in smaller requests instead of failing on them.
         gc.collect()
-        records, cursor = self.store.batch(max_bytes=min(BATCH_BYTES, gc.mem_free() // 4), parse=False)
-        body, state = self.timeline.body(records)
+        frames, cursor = self.store.batch(max_bytes=min(BATCH_BYTES, gc.mem_free() // 4), parse=False)
+        body, state = self.timeline.body(frames)
         try:
             self.client.send_telemetry(body)
         except HTTPError as e:
             if e.status < 400 or e.status >= 500 or e.status in _REFUSED + _RETRY:
                 raise
             # The server will never take this batch (400, 413...): don't let it block the rest.
-            self.store.dropped += len(records)
-            print("queue: server refused %d records (HTTP %d): dropped" % (len(records), e.status))
+            self.store.dropped += len(frames)
+            print("queue: server refused %d records (HTTP %d): dropped" % (len(frames), e.status))
         self.timeline.sent_through(state)
         self.store.commit(cursor)
-        print("queue: sent %d, %d left" % (len(records), self.store.pending))
+        print("queue: sent %d, %d left" % (len(frames), self.store.pending))
 
     # ---- attributes ------------------------------------------------------------------
     def announce(self):
