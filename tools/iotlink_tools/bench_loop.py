@@ -13,6 +13,7 @@ that share too, so the figure can be read both ways (it is never subtracted from
 from __future__ import annotations
 
 import functools
+import re
 import subprocess
 import sys
 import tempfile
@@ -137,6 +138,36 @@ def smallest_heap_kb(work: Path, low: int = 16, high: int = 256, step: int = 4,
     return high
 
 
+# A sensors.py that reports the interned names once the loop has run a while (it adds three).
+QSTR_PROBE = """
+import micropython
+_reads = [0]
+def read():
+    _reads[0] += 1
+    if _reads[0] == 200:
+        micropython.qstr_info()
+    return {}
+"""
+
+
+def interned_names(work: Path) -> dict:
+    """The qstrs the running loop has interned, and the pools they take. The pools grow by
+    doubling and are never freed: a loop that crosses the last pool's capacity pays a whole
+    new pool at once (7 KB here for the 6th)."""
+    boards = []
+
+    def probed_board(flash: Path, heap_kb: int, work: Path) -> Board:
+        (flash / "sensors.py").write_text(QSTR_PROBE)
+        boards.append(mpy_board(flash, heap_kb, work))
+        return boards[-1]
+
+    loop_runs(256, work, iterations=300, make_board=probed_board)
+    found = re.search(r"n_pool=(\d+), n_qstr=(\d+), n_str_data_bytes=\d+, n_total_bytes=(\d+)", boards[-1].console())
+    if found is None:
+        return {"qstrs": None, "qstr_pools": None, "qstr_bytes": None}
+    return {"qstrs": int(found[2]), "qstr_pools": int(found[1]), "qstr_bytes": int(found[3])}
+
+
 def run() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -144,14 +175,16 @@ def run() -> dict:
         return {"smallest_heap_kib": smallest,
                 # Below this the OTA report gives up for want of memory and updates stay off.
                 "with_updates_kib": smallest and smallest_heap_kb(work, low=smallest - 4, updates=True),
-                "fakes_heap_bytes": fakes_heap_bytes(compiled_fakes(work / "fakes"))}
+                "fakes_heap_bytes": fakes_heap_bytes(compiled_fakes(work / "fakes")),
+                **interned_names(work)}
 
 
 def describe(figures: dict) -> str:
     return (f"the loop runs {ITERATIONS} iterations in {figures['smallest_heap_kib']} KiB (from .mpy), "
             f"{figures['with_updates_kib']} KiB with room for the OTA code (updates on), "
             f"of which the hardware fakes (machine, network: built into a board's firmware) take "
-            f"{figures['fakes_heap_bytes']} bytes")
+            f"{figures['fakes_heap_bytes']} bytes; the running loop has interned {figures['qstrs']} names "
+            f"in {figures['qstr_pools']} qstr pools ({figures['qstr_bytes']} bytes)")
 
 
 if __name__ == "__main__":
