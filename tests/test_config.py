@@ -141,6 +141,29 @@ out([len(loaded), second["interval_s"], third])
     assert run.stdout.count("unknown key 'intervall_s'") == 1
 
 
+def test_a_changed_file_is_checked_again_even_when_its_str_hash_is_the_same(mp):
+    # Same length, same 16-bit str hash(): only the changed file has a bad interval_s.
+    checked = '{"server": "http://h", "token": "T0000", "interval_s": 10}'
+    changed = '{"server": "http://h", "token": "Tat8p", "interval_s": -1}'
+    (mp.flash / "config.json").write_text(checked)
+    run = mp("""
+from iotlink import config
+config.load()
+changed = %r
+with open("config.json", "w") as f:
+    f.write(changed)
+try:
+    config.load()
+    outcome = "ok"
+except config.ConfigError as e:
+    outcome = str(e)
+out([hash(changed) == hash(%r), outcome])
+""" % (changed, checked))
+    same_hash, outcome = run.result
+    assert same_hash  # else this port's hash() changed and the test no longer covers a collision
+    assert outcome.startswith("config.json") and "interval_s" in outcome
+
+
 def test_save_token_replaces_the_file_atomically_and_keeps_every_other_key(mp):
     cfg = with_({"provision": {"device_name": "pump-17", "key": "K", "secret": "PROVISION-SECRET"},
                  "custom": {"kept": [1, 2]}}, drop=["token"])

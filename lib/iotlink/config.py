@@ -1,5 +1,6 @@
 # config.json at the board's root: load, check, save atomically. Error messages name the key
 # and the expected type, never a value (the file holds the token and the Wi-Fi password).
+import hashlib
 import json
 
 from iotlink.errors import IotlinkError
@@ -60,7 +61,8 @@ def load(path=PATH):
     # The checked config with defaults filled in; raises ConfigError naming the bad key.
     global _checked
     text, cfg = _read(path)
-    seen = (path, len(text), hash(text))
+    # SHA-256, not hash(): a str's hash has 8 or 16 bits, so a changed file could match it.
+    seen = (path, hashlib.sha256(text).digest())
     if seen != _checked:
         try:
             unknown = check(cfg)
