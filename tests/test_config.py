@@ -145,6 +145,7 @@ def test_a_changed_file_is_checked_again_even_when_its_str_hash_is_the_same(mp):
     # Same length, same 16-bit str hash(): only the changed file has a bad interval_s.
     checked = '{"server": "http://h", "token": "T0000", "interval_s": 10}'
     changed = '{"server": "http://h", "token": "Tat8p", "interval_s": -1}'
+    assert len(changed) == len(checked)  # the old cache key held the length too
     (mp.flash / "config.json").write_text(checked)
     run = mp("""
 from iotlink import config
