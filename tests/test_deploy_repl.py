@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from iotlink_tools import cli, deploy
+from iotlink_tools import cli, deploy, ptyboard
 
 # Works in bytecode a few ms, then sleeps (a system call), like an app's loop. A Ctrl-C that
 # arrives while it works is raised at once, in the work (lines 5-6). The unix port can hang for
@@ -82,6 +82,32 @@ def test_a_busy_app_is_interrupted_only_while_it_waits(pty_board, tmp_path):
     lines = interrupted_lines(board.console())
     assert len(lines) == 6 and set(lines) <= {LOOP_TOP, SLEEP}, lines
     assert board.boots == 7
+
+
+# Works for about 200 ms between waits of 20 ms: a Ctrl-C raised after the wait it was meant for
+# ends is raised in the work (line 6).
+SLOW_WORK_APP = BUSY_APP.replace("100000", "4000000").replace("sleep_ms(2)", "sleep_ms(20)")
+
+
+def test_a_ctrl_c_the_terminal_signals_late_still_lands_in_the_wait(pty_board, tmp_path, monkeypatch):
+    """The terminal turns Ctrl-C into SIGINT in a kernel worker, a moment after the write (more
+    under load). Here it comes 100 ms late: the board must stay stopped in its wait until then."""
+    send, late = ptyboard._send, []
+
+    def send_first_ctrl_c_late(fd, data, patience_s=1.0):
+        if data == ptyboard.INTERRUPT and not late:
+            late.append(threading.Timer(0.1, send, (fd, data)))
+            late[0].start()
+        else:
+            send(fd, data, patience_s)
+
+    monkeypatch.setattr(ptyboard, "_send", send_first_ctrl_c_late)
+    board = powered_on_with(pty_board, tmp_path, "slow", SLOW_WORK_APP)
+    wait_for_console(board, "busy app running", 1)
+    with deploy.raw_repl(board.port) as repl:
+        assert repl.exec("print(6 * 7)") == b"42\n"
+    late[0].join()
+    assert interrupted_lines(board.console()) in ([LOOP_TOP], [SLEEP])
 
 
 def test_an_app_that_never_waits_is_interrupted_all_the_same(pty_board, tmp_path):

@@ -214,6 +214,8 @@ class PtyBoard:
             stopped = self._stop_where_interruptible()
             try:
                 _send(self._board, INTERRUPT)
+                if stopped is not None and termios.tcgetattr(self._board_side)[3] & termios.ISIG:
+                    _await_sigint(stopped)
             finally:
                 if stopped is not None:
                     _signal(stopped, signal.SIGCONT)
@@ -262,6 +264,17 @@ def _sigint(pid: int, field: str) -> bool | None:
     except (OSError, StopIteration):
         return None
     return bool(mask & (1 << (signal.SIGINT - 1)))
+
+
+def _await_sigint(pid: int, timeout: float = 1.0) -> None:
+    """Wait until the stopped process has the SIGINT of a Ctrl-C pending. The terminal makes it in
+    a kernel worker, a moment after the write: continued before that, the process may finish its
+    wait and get the signal mid-work (seen under load)."""
+    deadline = time.monotonic() + timeout
+    while not (_sigint(pid, "ShdPnd") or _sigint(pid, "SigPnd")):
+        if _state(pid) in ("", "Z", "X") or time.monotonic() >= deadline:
+            return
+        time.sleep(0.0005)
 
 
 def _state(pid: int) -> str:
