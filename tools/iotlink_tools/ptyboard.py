@@ -214,7 +214,7 @@ class PtyBoard:
             stopped = self._stop_where_interruptible()
             try:
                 _send(self._board, INTERRUPT)
-                if stopped is not None and termios.tcgetattr(self._board_side)[3] & termios.ISIG:
+                if stopped is not None and self._ctrl_c_signals():
                     _await_sigint(stopped)
             finally:
                 if stopped is not None:
@@ -238,7 +238,7 @@ class PtyBoard:
         while (proc := self._proc) is not None and proc.poll() is None:
             if not _signal(proc.pid, signal.SIGSTOP):
                 return None
-            if _stopped(proc.pid) and (not termios.tcgetattr(self._board_side)[3] & termios.ISIG or (
+            if _stopped(proc.pid) and (not self._ctrl_c_signals() or (
                     _waiting(proc.pid) and _sigint(proc.pid, "SigCgt"))):
                 return proc.pid
             if time.monotonic() >= deadline:
@@ -246,6 +246,11 @@ class PtyBoard:
             _signal(proc.pid, signal.SIGCONT)
             time.sleep(0.002)
         return None
+
+
+    def _ctrl_c_signals(self) -> bool:
+        """Whether the board's terminal turns Ctrl-C into SIGINT (not while the REPL reads)."""
+        return bool(termios.tcgetattr(self._board_side)[3] & termios.ISIG)
 
 
 def _signal(pid: int, signum: int) -> bool:
@@ -270,11 +275,7 @@ def _await_sigint(pid: int, timeout: float = 1.0) -> None:
     """Wait until the stopped process has the SIGINT of a Ctrl-C pending. The terminal makes it in
     a kernel worker, a moment after the write: continued before that, the process may finish its
     wait and get the signal mid-work (seen under load)."""
-    deadline = time.monotonic() + timeout
-    while not (_sigint(pid, "ShdPnd") or _sigint(pid, "SigPnd")):
-        if _state(pid) in ("", "Z", "X") or time.monotonic() >= deadline:
-            return
-        time.sleep(0.0005)
+    _wait_for(pid, lambda: _sigint(pid, "ShdPnd") or _sigint(pid, "SigPnd"), timeout)
 
 
 def _state(pid: int) -> str:
@@ -303,9 +304,14 @@ def _waiting(pid: int) -> bool:
 
 def _stopped(pid: int, timeout: float = 0.5) -> bool:
     """Wait until SIGSTOP took effect (when the process next enters the kernel)."""
+    return _wait_for(pid, lambda: _state(pid) == "T", timeout)
+
+
+def _wait_for(pid: int, ready, timeout: float) -> bool:
+    """Poll /proc until ready() (True), or until the process ends or timeout passes (False)."""
     deadline = time.monotonic() + timeout
-    while (state := _state(pid)) != "T":
-        if state in ("", "Z", "X") or time.monotonic() >= deadline:
+    while not ready():
+        if _state(pid) in ("", "Z", "X") or time.monotonic() >= deadline:
             return False
         time.sleep(0.001)
     return True
