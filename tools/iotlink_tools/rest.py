@@ -1,6 +1,6 @@
 """A small ThingsBoard REST client for the host tools: JWT login and refresh, clear errors, retries.
 
-Follows ../shared/reference/thingsboard-rest-api.md: `X-Authorization: Bearer <JWT>`; the token is
+As ThingsBoard's REST API expects: `X-Authorization: Bearer <JWT>`; the token is
 refreshed shortly before its `exp` (measured with the server's own `iat`, so a skewed clock does
 not matter) and again on a 401 with errorCode 11; a refresh that fails falls back to a new login;
 a login that fails raises. 5xx, 429 and network errors are retried with capped exponential

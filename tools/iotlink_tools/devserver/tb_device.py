@@ -1,9 +1,10 @@
 """ThingsBoard's HTTP device API (/api/v1/...), status codes and quirks as the server's code has them.
 
-See ../shared/reference/thingsboard-device-api.md: 401 with an empty body for an unknown token,
-408 (empty) when a long-poll's timer runs out, 503 when a request outlives the async cap,
-500 for a body Gson's lenient parser refuses (lenient.py), one message per attribute poll and nothing buffered between polls,
-unanswered two-way RPCs delivered again, provisioning answering 200 with a status in the body.
+From ThingsBoard's DeviceApiController and transport: 401 with an empty body for an unknown
+token, 408 (empty) when a long-poll's timer runs out, 503 when a request outlives the async cap,
+bodies read as Gson reads them, leniently (lenient.py; 500 with the parser's message for one it
+refuses), one message per attribute poll and nothing buffered between polls, unanswered two-way
+RPCs delivered again, provisioning answering 200 with a status in the body.
 """
 
 from __future__ import annotations
