@@ -406,7 +406,7 @@ class DevServer:
             self._rpc_counter[dev["id"]] = rpc_id + 1
             self.sql("INSERT OR REPLACE INTO rpc_requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                      (dev["id"], rpc_id, str(uuid.uuid4()), method,
-                      json.dumps({} if params is None else params), int(oneway), int(persistent),
+                      json.dumps({} if params is None else params, separators=(",", ":")), int(oneway), int(persistent),
                       "QUEUED", None, created, expires_ms or created + timeout_ms,
                       None if additional_info is None else json.dumps(additional_info)))
             self.cond.notify_all()
