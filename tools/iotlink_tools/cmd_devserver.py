@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     srv = DevServer(args.host, args.port, db=args.db, tls=(args.cert, args.key) if args.cert else None).start()
     try:
         _prepare(srv, args)
-        print(f"iotlink devserver on {srv.url} (REST login {args.user}; Ctrl-C stops)")
+        print(f"iotlink devserver on {srv.url} (REST login {args.user}; Ctrl-C stops)", flush=True)
         while True:
             time.sleep(3600)
     finally:

@@ -51,8 +51,8 @@ def parse_telemetry(payload: Any, server_ts: int) -> list[tuple[int, dict]]:
             raise ValueError("telemetry item is not an object")
         if "ts" in item and "values" in item:
             if not isinstance(item["values"], dict) or isinstance(item["ts"], bool) \
-                    or not isinstance(item["ts"], int):
-                raise ValueError("bad ts/values record")
+                    or not isinstance(item["ts"], int) or not -(2**63) <= item["ts"] < 2**63:
+                raise ValueError("bad ts/values record")  # ThingsBoard's ts is a Java long
             records.append((item["ts"], _flat_values(item["values"])))
         else:
             records.append((server_ts, _flat_values(item)))

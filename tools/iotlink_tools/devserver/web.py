@@ -44,8 +44,11 @@ class Request:
         return self.body.decode(charset, errors="replace")
 
     def json(self):
-        """The body as JSON; raises ValueError on a syntax error."""
-        return json.loads(self.text())
+        """The body as JSON; raises ValueError on a syntax error (or nesting too deep to parse)."""
+        try:
+            return json.loads(self.text())
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
     def form(self) -> dict[str, "FormPart"]:
         """The parts of a multipart/form-data body by name (empty for any other body)."""
@@ -125,11 +128,13 @@ Handler = Callable[[Request], Response]
 class Router:
     def __init__(self):
         self._routes: list[tuple[str, re.Pattern, Handler]] = []
+        self.patterns: list[tuple[str, str]] = []  # (method, pattern) of every route, as added
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         """pattern: a path with {name} segments (one path segment each) or {name:re}."""
         regex = re.sub(r"\{(\w+)(?::([^}]+))?\}", lambda m: f"(?P<{m[1]}>{m[2] or '[^/]+'})", pattern)
         self._routes.append((method, re.compile(regex + "$"), handler))
+        self.patterns.append((method, pattern))
 
     def match(self, method: str, path: str) -> tuple[Handler | None, dict[str, str], bool]:
         path_known = False
