@@ -50,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     help="answer a device's client-side RPC METHOD with this JSON (repeatable); "
                          "other methods get no answer, as with ThingsBoard's default rule chain")
     tt = p.add_argument_group("thethings.iO")
-    tt.add_argument("--thing", action="append", default=[], metavar="TOKEN", help="a thing with this token (repeatable)")
+    tt.add_argument("--thing", action="append", default=[], metavar="TOKEN",
+                    help="a thing with this token (repeatable)")
     tt.add_argument("--activation", action="append", default=[], metavar="CODE[:PRODUCT]",
                     help="a thing that activates with this code (repeatable)")
 

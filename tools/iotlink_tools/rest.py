@@ -293,8 +293,8 @@ class ThingsBoardREST:
     def upload_ota_package(self, package_id: str, data: bytes, algorithm: str = "SHA256",
                            file_name: str = "package.bin", content_type: str = "application/octet-stream") -> dict:
         """The package's file; the server computes its checksum with `algorithm`."""
-        return self.request("POST", f"/api/otaPackage/{quote(package_id)}", multipart({}, "file", file_name, data, content_type),
-                            {"checksumAlgorithm": algorithm})
+        body = multipart({}, "file", file_name, data, content_type)
+        return self.request("POST", f"/api/otaPackage/{quote(package_id)}", body, {"checksumAlgorithm": algorithm})
 
     def assign_ota_package(self, device_id: str, package_id: str | None, kind: str = "FIRMWARE") -> dict:
         """Set (or, with None, clear) the device's firmware or software package."""

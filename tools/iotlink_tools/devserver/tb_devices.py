@@ -293,5 +293,6 @@ def register(srv: "DevServer") -> None:
     api.add("POST", "/api/deviceProfile/{id}/default", make_default)
     api.add("GET", "/api/deviceProfiles", profiles(profile_json))
     api.add("GET", "/api/deviceProfileInfos", profiles(profile_info_json))
-    api.add("GET", "/api/deviceProfileInfo/default", lambda req: json_response(profile_info_json(srv.default_profile())))
+    api.add("GET", "/api/deviceProfileInfo/default",
+            lambda req: json_response(profile_info_json(srv.default_profile())))
     api.add("GET", "/api/deviceProfileInfo/{id}", get_profile(profile_info_json))

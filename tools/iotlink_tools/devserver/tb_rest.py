@@ -215,7 +215,8 @@ class RestApi:
         search = (req.arg("textSearch") or "").lower()
         rows = [row for row in rows if search in text(row).lower()]
         key = sortable.get(req.arg("sortProperty") or "createdTime", sortable["createdTime"])
-        rows.sort(key=lambda row: (key(row) is None, key(row) or 0), reverse=(req.arg("sortOrder") or "").upper() == "DESC")
+        descending = (req.arg("sortOrder") or "").upper() == "DESC"
+        rows.sort(key=lambda row: (key(row) is None, key(row) or 0), reverse=descending)
         chunk = rows[page * size:(page + 1) * size]
         return json_response({"data": [to_json(row) for row in chunk], "totalPages": -(-len(rows) // size),
                               "totalElements": len(rows), "hasNext": (page + 1) * size < len(rows)})
