@@ -1,16 +1,17 @@
-"""`iotlink bundle`: the app as a tar package, its checksums, and its upload to the devserver."""
+"""`iotlink bundle`: the app as a tar package, its checksums, and its upload through ThingsBoard's
+OTA REST API (here the devserver's)."""
 
 import io
 import tarfile
-import urllib.error
 
 import pytest
 from test_ota import boot_until_idle, current, states, tree
 
 from iotlink_tools import LIB, REPO
-from iotlink_tools.bundle import upload
+from iotlink_tools.bundle import publish
 from iotlink_tools.cli import main
 from iotlink_tools.devserver.checksums import ALGORITHMS, checksum
+from iotlink_tools.rest import RestError, ThingsBoardREST
 
 
 def members(data):
@@ -68,14 +69,33 @@ def test_bundle_uploaded_and_installed_by_a_board(tmp_path, server, device, mp, 
     assert installed["lib/iotlink/ota.py"] == (LIB / "iotlink" / "ota.py").read_bytes()
 
 
-def test_upload_errors_are_clear(server, device):
-    with pytest.raises(urllib.error.HTTPError) as missing:
-        upload(server.url, b"x", "no-such-device", "t", "1")
-    assert missing.value.code == 404 and b"no device no-such-device" in missing.value.read()
-    upload(server.url, b"x", None, "t", "1")
-    with pytest.raises(urllib.error.HTTPError) as twice:
-        upload(server.url, b"y", None, "t", "1")
-    assert twice.value.code == 400 and b"firmware t 1 already exists" in twice.value.read()
-    with pytest.raises(urllib.error.HTTPError) as bad:
-        upload(server.url, b"x", None, "t", "2", algorithm="SHA1")
-    assert bad.value.code == 400
+def test_upload_goes_through_the_ota_rest_api(server, device):
+    server.add_device_profile("pumps")
+    server.add_device("pump-1", type="pumps")
+    rest = ThingsBoardREST(server.url, "tenant@thingsboard.org", "tenant")
+    info = publish(rest, b"tar", "t", "1.0.0", "SOFTWARE", "MD5", device="pump-1")
+    routes = [(e.method, e.path) for e in server.exchanges if e.path.startswith("/api/")]
+    package_id = info["id"]["id"]
+    assert routes == [("POST", "/api/auth/login"), ("GET", "/api/tenant/devices"), ("POST", "/api/otaPackage"),
+                      (("POST", f"/api/otaPackage/{package_id}")), ("GET", f"/api/device/{server.device('pump-1')['id']}"),
+                      ("POST", "/api/device")]
+    assert info["checksumAlgorithm"] == "MD5" and info["checksum"] == checksum("MD5", b"tar")
+    assert info["deviceProfileId"]["id"] == server.device_profile("pumps")["id"]  # the device's profile
+    assert server.device("pump-1")["software_id"] == package_id
+    assert server.shared_attributes("pump-1")["sw_version"] == "1.0.0"
+
+
+def test_upload_errors_are_clear(server, device, capsys):
+    rest = ThingsBoardREST(server.url, "tenant@thingsboard.org", "tenant", retries=0)
+    with pytest.raises(RestError) as missing:
+        publish(rest, b"x", "t", "1", device="no-such-device")
+    assert missing.value.status == 404 and "no device named no-such-device" in str(missing.value)
+    publish(rest, b"x", "t", "1")
+    with pytest.raises(RestError) as twice:
+        publish(rest, b"y", "t", "1")
+    assert twice.value.status == 400 and "already exists" in twice.value.message
+    with pytest.raises(RestError) as bad:
+        publish(rest, b"x", "t", "2", algorithm="SHA1")
+    assert bad.value.status == 400
+    assert main(["bundle", "--out", "/dev/null", "--server", server.url, "--password", "wrong"]) == 1
+    assert capsys.readouterr().err.strip() == "iotlink bundle: HTTP 401: Invalid username or password"

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from test_sim import IOTLINK, alive, children, ctrl_c_works, wait_until
 
+from iotlink_tools.rest import ThingsBoardREST
+
 
 def test_demo_shows_telemetry_and_stops_cleanly_on_ctrl_c(tmp_path):
     demo = subprocess.Popen([IOTLINK, "demo", "--port", "0", "--interval", "1", "--dir", str(tmp_path)],
@@ -27,12 +29,15 @@ def test_demo_shows_telemetry_and_stops_cleanly_on_ctrl_c(tmp_path):
         output = "".join(lines)
         url = re.search(r"(http://127\.0\.0\.1:\d+)/", output)
         assert url, output
-        # The page's data endpoint shows what the board sent, so the printed lines are real.
-        with urllib.request.urlopen(url[1] + "/ui/devices", timeout=5) as resp:
-            devices = json.loads(resp.read())["devices"]
+        # The REST API (what the page shows) has what the board sent, so the printed lines are real.
+        rest = ThingsBoardREST(url[1], "tenant@thingsboard.org", "tenant", retries=0)
+        devices = list(rest.devices())
         assert [d["name"] for d in devices] == ["demo-board"]
-        assert {"uptime_s", "mem_free"} <= devices[0]["telemetry"].keys()
-        assert devices[0]["gpio_pins"] == ["23", "led"]
+        device_id = devices[0]["id"]["id"]
+        assert set(rest.latest_telemetry(device_id, ["uptime_s", "mem_free"])) == {"uptime_s", "mem_free"}
+        pins = rest.request("GET", f"/api/plugins/telemetry/DEVICE/{device_id}/values/attributes/CLIENT_SCOPE",
+                            query={"keys": "gpio_pins"})
+        assert pins[0]["value"] == ["23", "led"]
         assert json.loads((tmp_path / "demo-board" / "config.json").read_text())["pins"] == {"23": 23, "led": "LED"}
 
         boards = children(demo.pid)
@@ -42,7 +47,7 @@ def test_demo_shows_telemetry_and_stops_cleanly_on_ctrl_c(tmp_path):
         for pid in boards:
             wait_until(lambda: not alive(pid), 5, f"board process {pid} to end")
         with pytest.raises(OSError):
-            urllib.request.urlopen(url[1] + "/ui/devices", timeout=2)
+            urllib.request.urlopen(url[1] + "/", timeout=2)
     finally:
         if demo.poll() is None:
             demo.kill()

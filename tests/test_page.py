@@ -1,4 +1,5 @@
-"""The devserver's web page: its JSON endpoints, and the page itself in a real headless Chromium."""
+"""The devserver's web page: its assets, the REST calls it makes, and the page itself in a real
+headless Chromium."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from test_sim import wait_until
 
 from iotlink_tools import REPO
+from iotlink_tools.rest import ThingsBoardREST
 from iotlink_tools.sim import board_config
 from iotlink_tools.vboard import Board, prepare_flash
 
@@ -34,14 +36,8 @@ def get(server, path):
         return resp.status, resp.headers.get("Content-Type"), resp.read()
 
 
-def post_json(server, path, body):
-    req = urllib.request.Request(server.url + path, data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=15) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+def rest(server):
+    return ThingsBoardREST(server.url, "tenant@thingsboard.org", "tenant", retries=0)
 
 
 def reported(server, device):
@@ -64,41 +60,13 @@ def test_page_and_its_assets_are_served(server):
     assert err.value.code == 404
 
 
-def test_devices_endpoint_shows_latest_telemetry_and_allowed_pins(server, device):
-    server.add_device("quiet-device", "QUIET_TOKEN")
-    server.store_telemetry(device["id"], 1000, {"uptime_s": 5, "mem_free": 100})
-    server.store_telemetry(device["id"], 2000, {"uptime_s": 10})
-    server.save_attributes(device["id"], "CLIENT_SCOPE", {"gpio_pins": ["23", "led"]})
-
-    status, _, body = get(server, "/ui/devices")
-    data = json.loads(body)
-    assert status == 200 and isinstance(data["now_ms"], int)
-    by_name = {d["name"]: d for d in data["devices"]}
-    assert by_name["test-device"]["telemetry"] == {"uptime_s": {"ts": 2000, "value": 10},
-                                                   "mem_free": {"ts": 1000, "value": 100}}
-    assert by_name["test-device"]["last_ts"] == 2000
-    assert by_name["test-device"]["gpio_pins"] == ["23", "led"]
-    assert by_name["quiet-device"] == {"id": server.device("quiet-device")["id"], "name": "quiet-device",
-                                       "type": "default", "telemetry": {}, "last_ts": None, "gpio_pins": []}
-    assert "TEST_TOKEN" not in body.decode()  # the page never needs a token
-
-
-def test_rpc_endpoint_moves_the_pin_and_returns_the_reply(server, device, board):
+def test_the_pages_rpc_moves_the_pin_and_returns_the_reply(server, device, board):
     reported(server, device)
-    status, body = post_json(server, f"/ui/devices/{device['id']}/rpc",
-                             {"method": "setGpio", "params": {"pin": "23", "value": 1}})
-    assert (status, body) == (200, {"reply": {"pin": "23", "value": 1}})
+    reply = rest(server).rpc(device["id"], "setGpio", {"pin": "23", "value": 1})
+    assert reply == {"pin": "23", "value": 1}
     assert board.pins() == {23: 1}
-    reply = server.requests_to(f"/api/v1/{device['token']}/rpc/", "POST")[-1]
-    assert reply.json() == {"pin": "23", "value": 1}  # the device's answer, as it crossed the wire
-
-
-def test_rpc_endpoint_errors(server, device):
-    url = f"/ui/devices/{device['id']}/rpc"
-    assert post_json(server, url, {"method": "setGpio", "params": {}, "timeout": 300})[0] == 504
-    assert post_json(server, url, {"params": {}})[0] == 400
-    assert post_json(server, url, {"method": "setGpio", "timeout": 0})[0] == 400
-    assert post_json(server, "/ui/devices/no-such-device/rpc", {"method": "setGpio", "timeout": 300})[0] == 404
+    answer = server.requests_to(f"/api/v1/{device['token']}/rpc/", "POST")[-1]
+    assert answer.json() == {"pin": "23", "value": 1}  # the device's answer, as it crossed the wire
 
 
 # ---- the page in a real browser ---------------------------------------------------------
@@ -152,8 +120,11 @@ def test_page_shows_live_telemetry_and_switches_a_pin(server, device, board, bro
     assert json.loads(reply.text[2:]) == {"pin": "23", "value": 1}
     assert switch.get_attribute("aria-checked") == "true"
     assert board.pins() == {23: 1}
-    sent = server.requests_to("/ui/devices/", "POST")[-1]
-    assert sent.json() == {"method": "setGpio", "params": {"pin": "23", "value": 1}}
+    sent = server.requests_to(f"/api/rpc/twoway/{device['id']}", "POST")[-1]
+    assert sent.json() == {"method": "setGpio", "params": {"pin": "23", "value": 1}, "timeout": 10000}
+    # The page used ThingsBoard's REST API and nothing else.
+    assert {e.path.split("/")[2] for e in server.exchanges if e.path.startswith("/api/")
+            and not e.path.startswith("/api/v1/")} == {"auth", "tenant", "plugins", "rpc"}
 
     browser.save_screenshot(str(tmp_path / "page.png"))
     if os.environ.get("IOTLINK_SCREENSHOT"):  # for a person to look at the page

@@ -22,7 +22,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from .bundle import app_files, build, upload
+from .bundle import app_files, build, publish
 from .devserver import DevServer
 from .mpy import compile_library
 from .rest import ThingsBoardREST
@@ -85,8 +85,8 @@ def run(server_url: str | None = None, size: int = 1 << 20, heapsize: str = "64k
         chunk: int = 4096, algorithm: str = "SHA256") -> dict:
     """Update one virtual board with a `size`-byte package; returns the figures.
 
-    server_url: an iotlink devserver (the device is made through its REST API, the package
-    uploaded with `iotlink bundle`'s route); None starts one for the run.
+    server_url: an iotlink devserver or a ThingsBoard with the devserver's demo tenant (the device
+    is made and the package published through the REST API); None starts one for the run.
     """
     with ExitStack() as stack:
         if server_url is None:
@@ -105,7 +105,7 @@ def run(server_url: str | None = None, size: int = 1 << 20, heapsize: str = "64k
                 break
             blob += size - len(package)
         version = f"bench-{os.urandom(4).hex()}"
-        upload(server_url, package, name, "iotlink", version, algorithm=algorithm)
+        publish(rest, package, "iotlink", version, algorithm=algorithm, device=name)
 
         flash = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ota-bench-")))
         prepare_flash(flash, {"platform": "thingsboard", "server": server_url, "token": TOKEN})

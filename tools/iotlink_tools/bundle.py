@@ -7,22 +7,26 @@ boot.py is left out on purpose: it runs ota.resume(), the code that recovers fro
 
   iotlink bundle                                   # build/app.tar
   iotlink bundle --mpy --algorithm MURMUR3_32
-  iotlink bundle --server http://127.0.0.1:8080 --device pump-17 --version 1.2.0   # devserver
+  iotlink bundle --server http://127.0.0.1:8080 --device pump-17 --version 1.2.0
+
+With --server the package goes up through ThingsBoard's own OTA REST API (log in, create the
+package in the device's profile, upload the file, set the device's firmwareId or softwareId),
+so the same command works against ThingsBoard and against `iotlink devserver`.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import json
+import os
+import sys
 import tarfile
 import tempfile
-import urllib.request
 from pathlib import Path
-from urllib.parse import urlencode
 
 from . import LIB, REPO
 from .devserver.checksums import ALGORITHMS, checksum
+from .rest import RestError, ThingsBoardREST
 
 DEFAULT_OUT = REPO / "build" / "app.tar"
 DEFAULT_TITLE = "iotlink"
@@ -71,16 +75,21 @@ def app_version() -> str:
     return text.split("__version__ = ", 1)[1].split()[0].strip("\"'")
 
 
-def upload(server: str, data: bytes, device: str | None, title: str, version: str,
-           kind: str = "FIRMWARE", algorithm: str = "SHA256", timeout: float = 30) -> dict:
-    """Store the package on an iotlink devserver and assign it to a device (name, id or token)."""
-    query = {"title": title, "version": version, "kind": kind, "algorithm": algorithm}
+def publish(rest: ThingsBoardREST, data: bytes, title: str, version: str, kind: str = "FIRMWARE",
+            algorithm: str = "SHA256", device: str | None = None) -> dict:
+    """Create the OTA package (in the device's profile, or the default one), upload the file and
+    assign it to the device (by name) if one is given; returns the package's info."""
+    target = None
     if device:
-        query["device"] = device
-    req = urllib.request.Request(f"{server.rstrip('/')}/api/iotlink/package?{urlencode(query)}", data=data,
-                                 headers={"Content-Type": "application/octet-stream"}, method="POST")
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return json.load(resp)
+        target = rest.find_device(device)
+        if target is None:
+            raise RestError(404, f"no device named {device}")
+    profile_id = target["deviceProfileId"]["id"] if target else None
+    package = rest.create_ota_package(title, version, kind, profile_id)
+    info = rest.upload_ota_package(package["id"]["id"], data, algorithm, f"{title}-{version}.tar", "application/x-tar")
+    if target:
+        rest.assign_ota_package(target["id"]["id"], package["id"]["id"], kind)
+    return info
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -88,8 +97,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mpy", action="store_true", help="ship the library as .mpy bytecode (smaller, loads faster)")
     p.add_argument("--algorithm", choices=ALGORITHMS, default="SHA256",
                    help="the checksum to select in ThingsBoard (all are printed)")
-    p.add_argument("--server", help="an iotlink devserver URL: upload the package there")
-    p.add_argument("--device", help="with --server: assign the package to this device (name or token)")
+    env = os.environ.get
+    p.add_argument("--server", help="a ThingsBoard (or iotlink devserver) URL: upload the package there")
+    p.add_argument("--user", default=env("IOTLINK_USER", "tenant@thingsboard.org"),
+                   help="tenant user ($IOTLINK_USER; default the devserver's)")
+    p.add_argument("--password", default=env("IOTLINK_PASSWORD", "tenant"),
+                   help="($IOTLINK_PASSWORD; default the devserver's)")
+    p.add_argument("--device", help="with --server: assign the package to this device (by name)")
     p.add_argument("--title", default=DEFAULT_TITLE, help=f"package title (default {DEFAULT_TITLE})")
     p.add_argument("--version", default=None, help="package version (default: the library's __version__)")
     p.add_argument("--software", action="store_true", help="a software package (sw_*), not firmware (fw_*)")
@@ -106,7 +120,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name:<12} {sums[name]}")
     if args.server:
         kind = "SOFTWARE" if args.software else "FIRMWARE"
-        pkg = upload(args.server, data, args.device, args.title, version, kind, args.algorithm)
+        try:
+            info = publish(ThingsBoardREST(args.server, args.user, args.password), data, args.title, version,
+                           kind, args.algorithm, args.device)
+        except RestError as exc:
+            print(f"iotlink bundle: {exc}", file=sys.stderr)
+            return 1
         where = f", assigned to {args.device}" if args.device else ""
-        print(f"uploaded to {args.server} as {kind.lower()} package {pkg['id']}{where}")
+        print(f"uploaded to {args.server} as {kind.lower()} package {info['id']['id']}{where}")
     return 0

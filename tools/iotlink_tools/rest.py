@@ -1,6 +1,6 @@
 """A small ThingsBoard REST client for the host tools: JWT login and refresh, clear errors, retries.
 
-Follows ../shared/reference/thingsboard-rest-api.md: `X-Authorization: Bearer <JWT>`; the token is
+As ThingsBoard's REST API expects: `X-Authorization: Bearer <JWT>`; the token is
 refreshed shortly before its `exp` (measured with the server's own `iat`, so a skewed clock does
 not matter) and again on a 401 with errorCode 11; a refresh that fails falls back to a new login;
 a login that fails raises. 5xx, 429 and network errors are retried with capped exponential
@@ -16,8 +16,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from http.client import HTTPException
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 from urllib.parse import quote, urlencode
 
 JWT_TOKEN_EXPIRED = 11  # ThingsBoard's errorCode for an expired (or badly signed) token
@@ -36,6 +37,23 @@ class RestError(Exception):
     @property
     def retryable(self) -> bool:
         return self.status == 0 or self.status == 429 or self.status >= 500
+
+
+class RawBody(NamedTuple):
+    """A request body that is not JSON (a multipart upload)."""
+
+    data: bytes
+    content_type: str
+
+
+def multipart(fields: dict[str, str], name: str, file_name: str, data: bytes, content_type: str) -> RawBody:
+    """A multipart/form-data body: text fields, then one file part."""
+    boundary = uuid.uuid4().hex
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
+             for key, value in fields.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{file_name}"\r\n'
+                 f"Content-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n")
+    return RawBody(b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}")
 
 
 def jwt_claims(token: str) -> dict:
@@ -82,7 +100,9 @@ class ThingsBoardREST:
         url = self.url + path + ("?" + urlencode(query) if query else "")
         headers = {"Accept": "application/json"}
         data = None
-        if body is not None:
+        if isinstance(body, RawBody):
+            data, headers["Content-Type"] = body
+        elif body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         if token:
@@ -258,3 +278,27 @@ class ThingsBoardREST:
         return self.request("POST", f"/api/rpc/{kind}/{quote(device_id)}",
                             {"method": method, "params": {} if params is None else params, "timeout": timeout_ms},
                             retry=False)
+
+    # ---- OTA packages ----------------------------------------------------------------
+    def default_profile_id(self) -> str:
+        return self.request("GET", "/api/deviceProfileInfo/default")["id"]["id"]
+
+    def create_ota_package(self, title: str, version: str, kind: str = "FIRMWARE", profile_id: str | None = None,
+                           tag: str | None = None) -> dict:
+        """An OTA package (its info; no file yet) of the device profile (default: the default one)."""
+        body = {"title": title, "version": version, "type": kind, "tag": tag,
+                "deviceProfileId": {"entityType": "DEVICE_PROFILE", "id": profile_id or self.default_profile_id()}}
+        return self.request("POST", "/api/otaPackage", body)
+
+    def upload_ota_package(self, package_id: str, data: bytes, algorithm: str = "SHA256",
+                           file_name: str = "package.bin", content_type: str = "application/octet-stream") -> dict:
+        """The package's file; the server computes its checksum with `algorithm`."""
+        body = multipart({}, "file", file_name, data, content_type)
+        return self.request("POST", f"/api/otaPackage/{quote(package_id)}", body, {"checksumAlgorithm": algorithm})
+
+    def assign_ota_package(self, device_id: str, package_id: str | None, kind: str = "FIRMWARE") -> dict:
+        """Set (or, with None, clear) the device's firmware or software package."""
+        device = self.device(device_id)
+        field = "firmwareId" if kind == "FIRMWARE" else "softwareId"
+        device[field] = {"entityType": "OTA_PACKAGE", "id": package_id} if package_id else None
+        return self.request("POST", "/api/device", device)

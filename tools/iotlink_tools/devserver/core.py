@@ -22,27 +22,36 @@ CREATE TABLE IF NOT EXISTS devices (
     id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, token TEXT UNIQUE NOT NULL,
     type TEXT NOT NULL DEFAULT 'default', label TEXT, created_ms INTEGER NOT NULL,
     firmware_id TEXT, software_id TEXT);
+CREATE TABLE IF NOT EXISTS device_profiles (
+    id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, created_ms INTEGER NOT NULL, description TEXT,
+    is_default INTEGER NOT NULL DEFAULT 0, provision_type TEXT NOT NULL DEFAULT 'DISABLED',
+    provision_key TEXT UNIQUE, provision_secret TEXT, firmware_id TEXT, software_id TEXT);
 CREATE TABLE IF NOT EXISTS telemetry (
     device_id TEXT NOT NULL, key TEXT NOT NULL, ts INTEGER NOT NULL, value TEXT NOT NULL,
     PRIMARY KEY (device_id, key, ts));
 CREATE TABLE IF NOT EXISTS attributes (
     device_id TEXT NOT NULL, scope TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
     last_update_ts INTEGER NOT NULL, PRIMARY KEY (device_id, scope, key));
-CREATE TABLE IF NOT EXISTS rpc (
-    device_id TEXT NOT NULL, id INTEGER NOT NULL, method TEXT NOT NULL, params TEXT NOT NULL,
-    oneway INTEGER NOT NULL, status TEXT NOT NULL, response TEXT, expires_ms INTEGER NOT NULL,
+CREATE TABLE IF NOT EXISTS rpc_requests (
+    device_id TEXT NOT NULL, id INTEGER NOT NULL, uuid TEXT UNIQUE NOT NULL, method TEXT NOT NULL,
+    params TEXT NOT NULL, oneway INTEGER NOT NULL, persistent INTEGER NOT NULL, status TEXT NOT NULL,
+    response TEXT, created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL, additional_info TEXT,
     PRIMARY KEY (device_id, id));
-CREATE TABLE IF NOT EXISTS provision_profiles (
-    key TEXT PRIMARY KEY, secret TEXT NOT NULL, policy TEXT NOT NULL, type TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS claims (
     device_id TEXT PRIMARY KEY, secret TEXT NOT NULL, expires_ms INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS packages (
-    id TEXT PRIMARY KEY, title TEXT NOT NULL, version TEXT NOT NULL, kind TEXT NOT NULL,
-    data BLOB NOT NULL, algorithm TEXT NOT NULL, checksum TEXT NOT NULL,
-    content_type TEXT NOT NULL, file_name TEXT NOT NULL, UNIQUE (title, version, kind));
+CREATE TABLE IF NOT EXISTS ota_packages (
+    id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, title TEXT NOT NULL, version TEXT NOT NULL,
+    tag TEXT, kind TEXT NOT NULL, device_profile_id TEXT, url TEXT, data BLOB, algorithm TEXT,
+    checksum TEXT, content_type TEXT, file_name TEXT, additional_info TEXT,
+    UNIQUE (title, version));
 """
 
 TOKEN_ALPHABET = string.ascii_letters + string.digits
+PACKAGE_COLUMNS = {"FIRMWARE": "firmware_id", "SOFTWARE": "software_id"}
+PACKAGE_PREFIX = {"FIRMWARE": "fw", "SOFTWARE": "sw"}
+# The shared attributes a package assignment sets and an unassignment deletes.
+PACKAGE_KEYS = ("title", "version", "tag", "size", "checksum_algorithm", "checksum", "url")
+PENDING_RPC = "(status='QUEUED' OR (status='DELIVERED' AND oneway=0))"  # not delivered, or not answered
 
 
 def now_ms() -> int:
@@ -77,6 +86,10 @@ class DevServer:
         self._db.row_factory = sqlite3.Row
         self._db.executescript(SCHEMA)
         self.cond = threading.Condition(threading.RLock())
+        if not self.sql("SELECT 1 FROM device_profiles WHERE is_default=1"):
+            self.add_device_profile("default", "Default device profile")
+        for row in self.sql("SELECT DISTINCT type FROM devices WHERE type NOT IN (SELECT name FROM device_profiles)"):
+            self.add_device_profile(row["type"])  # a database from before device profiles
         self._attr_waiters: dict[str, list[_Waiter]] = {}
         self._rpc_counter: dict[str, int] = {}  # restarts at 0 with the server, as ThingsBoard's
         self.exchanges: list[Exchange] = []
@@ -87,7 +100,7 @@ class DevServer:
         from . import tb_device  # routes register themselves on the router
 
         tb_device.register(self)
-        for name in ("tb_rest", "thethings", "ota", "page"):
+        for name in ("tb_rest", "tb_devices", "tb_telemetry", "tb_rpc", "tb_ota", "thethings", "ota", "page"):
             self._register_optional(name)
         self._server = Server((host, port), self.router, self._record)
         self.scheme = "http"
@@ -174,20 +187,109 @@ class DevServer:
                     return result
                 self.cond.wait(left)
 
+    # ---- device profiles -------------------------------------------------------------
+    def add_device_profile(self, name: str, description: str | None = None) -> dict:
+        """A device profile (ThingsBoard also makes one when a device names a new type)."""
+        with self.cond:
+            if self.sql("SELECT 1 FROM device_profiles WHERE name=?", (name,)):
+                raise ValueError("Device profile with such name already exists!")
+            is_default = not self.sql("SELECT 1 FROM device_profiles")
+            self.sql("INSERT INTO device_profiles (id, name, created_ms, description, is_default) "
+                     "VALUES (?,?,?,?,?)", (str(uuid.uuid4()), name, now_ms(), description, int(is_default)))
+        return self.device_profile(name)
+
+    def device_profile(self, ref: str) -> dict:
+        """A device profile by id or name; KeyError if there is none."""
+        rows = self.sql("SELECT * FROM device_profiles WHERE id=? OR name=?", (ref, ref))
+        if not rows:
+            raise KeyError(ref)
+        return dict(rows[0])
+
+    def default_profile(self) -> dict:
+        return dict(self.sql("SELECT * FROM device_profiles WHERE is_default=1")[0])
+
+    def _profile_named(self, name: str) -> dict:
+        try:
+            return self.device_profile(name)
+        except KeyError:
+            return self.add_device_profile(name)
+
+    def update_device_profile(self, ref: str, **changes) -> dict:
+        """Change a profile's columns (name, description, provision_*, firmware_id, software_id);
+        devices without a package of their own follow the profile's, as ThingsBoard's do."""
+        with self.cond:
+            old = self.device_profile(ref)
+            for column, value in changes.items():
+                self.sql(f"UPDATE device_profiles SET {column}=? WHERE id=?", (value, old["id"]))
+            if changes.get("name", old["name"]) != old["name"]:
+                self.sql("UPDATE devices SET type=? WHERE type=?", (changes["name"], old["name"]))
+            new = self.device_profile(old["id"])
+            for kind, column in PACKAGE_COLUMNS.items():
+                if new[column] != old[column]:
+                    for dev in self.sql(f"SELECT id FROM devices WHERE type=? AND {column} IS NULL",
+                                        (new["name"],)):
+                        self._announce_package(dev["id"], kind, new[column])
+        return new
+
+    def make_default_profile(self, ref: str) -> None:
+        profile = self.device_profile(ref)
+        with self.cond:
+            self.sql("UPDATE device_profiles SET is_default=(id=?)", (profile["id"],))
+
+    def delete_device_profile(self, ref: str) -> None:
+        """Delete a profile no device uses; ValueError for the default one or one in use."""
+        profile = self.device_profile(ref)
+        with self.cond:
+            if profile["is_default"]:
+                raise ValueError("Deletion of Default Device Profile is prohibited!")
+            if self.sql("SELECT 1 FROM devices WHERE type=?", (profile["name"],)):
+                raise ValueError("The device profile referenced by the devices cannot be deleted!")
+            self.sql("DELETE FROM device_profiles WHERE id=?", (profile["id"],))
+
     # ---- devices ---------------------------------------------------------------------
-    def add_device(self, name: str, token: str | None = None, type: str = "default",
-                   label: str | None = None) -> dict:
-        """Create a device; raises ValueError for a taken name or token."""
+    def add_device(self, name: str, token: str | None = None, type: str | None = None,
+                   label: str | None = None, firmware_id: str | None = None,
+                   software_id: str | None = None) -> dict:
+        """Create a device of profile `type` (the default profile if None; a new name makes a
+        new profile, as in ThingsBoard); raises ValueError for a taken name or token."""
         token = token or new_token()
         with self.cond:
             if self.sql("SELECT 1 FROM devices WHERE token=?", (token,)):
                 raise ValueError("Device credentials are already assigned to another device!")
             if self.sql("SELECT 1 FROM devices WHERE name=?", (name,)):
                 raise ValueError("Device with such name already exists!")
+            profile = self.default_profile() if type is None else self._profile_named(type)
             dev_id = str(uuid.uuid4())
-            self.sql("INSERT INTO devices (id, name, token, type, label, created_ms) VALUES (?,?,?,?,?,?)",
-                     (dev_id, name, token, type, label, now_ms()))
-        return self.device(name)
+            self.sql("INSERT INTO devices VALUES (?,?,?,?,?,?,?,?)",
+                     (dev_id, name, token, profile["name"], label, now_ms(), firmware_id, software_id))
+            for kind, column in PACKAGE_COLUMNS.items():
+                package_id = firmware_id if kind == "FIRMWARE" else software_id
+                if package_id or profile[column]:
+                    self._announce_package(dev_id, kind, package_id or profile[column])
+        return self.device(dev_id)
+
+    def update_device(self, ref: str, **changes) -> dict:
+        """Change a device's name, type (profile), label, token, firmware_id or software_id; a
+        new effective package is announced to the device as ThingsBoard announces it."""
+        with self.cond:
+            old = self.device(ref)
+            if "token" in changes and self.sql("SELECT 1 FROM devices WHERE token=? AND id<>?",
+                                               (changes["token"], old["id"])):
+                raise ValueError("Device credentials are already assigned to another device!")
+            if "name" in changes and self.sql("SELECT 1 FROM devices WHERE name=? AND id<>?",
+                                              (changes["name"], old["id"])):
+                raise ValueError("Device with such name already exists!")
+            if "type" in changes:
+                changes["type"] = self._profile_named(changes["type"])["name"]
+            for column, value in changes.items():
+                self.sql(f"UPDATE devices SET {column}=? WHERE id=?", (value, old["id"]))
+            new = self.device(old["id"])
+            for kind in PACKAGE_COLUMNS:
+                before, after = self._effective_package(old, kind), self._effective_package(new, kind)
+                if after is None or after != before:  # ThingsBoard clears fw_* on any save without one
+                    self._announce_package(new["id"], kind, after)
+            self.cond.notify_all()
+        return new
 
     def device(self, ref: str) -> dict:
         """A device by name, id or access token."""
@@ -206,7 +308,7 @@ class DevServer:
     def delete_device(self, ref: str) -> None:
         dev = self.device(ref)
         with self.cond:
-            for table in ("devices", "telemetry", "attributes", "rpc", "claims"):
+            for table in ("devices", "telemetry", "attributes", "rpc_requests", "claims"):
                 col = "id" if table == "devices" else "device_id"
                 self.sql(f"DELETE FROM {table} WHERE {col}=?", (dev["id"],))
             self.cond.notify_all()
@@ -293,45 +395,79 @@ class DevServer:
 
     # ---- RPC -------------------------------------------------------------------------
     def queue_rpc(self, ref: str, method: str, params: Any = None, timeout_ms: int = 10000,
-                  oneway: bool = False) -> int:
-        """Queue a server-side RPC for the device; returns its id (0, 1, 2, ... per device)."""
+                  oneway: bool = False, persistent: bool = False, expires_ms: int | None = None,
+                  additional_info: Any = None) -> int:
+        """Queue a server-side RPC for the device; returns its id (0, 1, 2, ... per device).
+        It lives until expires_ms (default: now + timeout_ms); `rpc_uuid` gives its REST id."""
         dev = self.device(ref)
+        created = now_ms()
         with self.cond:
             rpc_id = self._rpc_counter.get(dev["id"], 0)
             self._rpc_counter[dev["id"]] = rpc_id + 1
-            self.sql("INSERT OR REPLACE INTO rpc VALUES (?,?,?,?,?,?,?,?)",
-                     (dev["id"], rpc_id, method, json.dumps({} if params is None else params),
-                      int(oneway), "QUEUED", None, now_ms() + timeout_ms))
+            self.sql("INSERT OR REPLACE INTO rpc_requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                     (dev["id"], rpc_id, str(uuid.uuid4()), method,
+                      json.dumps({} if params is None else params, separators=(",", ":")), int(oneway), int(persistent),
+                      "QUEUED", None, created, expires_ms or created + timeout_ms,
+                      None if additional_info is None else json.dumps(additional_info)))
             self.cond.notify_all()
         return rpc_id
 
+    def _expire_rpcs(self) -> None:
+        self.sql(f"UPDATE rpc_requests SET status='EXPIRED' WHERE expires_ms<? AND {PENDING_RPC}", (now_ms(),))
+
+    def expire_rpc(self, ref: str, rpc_id: int) -> None:
+        """End a pending RPC now (its caller gave up): it is never delivered or answered after."""
+        self.sql(f"UPDATE rpc_requests SET status='EXPIRED' WHERE device_id=? AND id=? AND {PENDING_RPC}",
+                 (self.device(ref)["id"], rpc_id))
+
     def next_rpc(self, device_id: str) -> dict | None:
-        """The oldest RPC the device should get now; marks it delivered."""
+        """The oldest RPC the device should get now; marks it DELIVERED (the HTTP transport
+        confirms delivery once the poll's reply is written)."""
         with self.cond:
-            self.sql("UPDATE rpc SET status='TIMEOUT' WHERE device_id=? AND status IN ('QUEUED','SENT') "
-                     "AND expires_ms<?", (device_id, now_ms()))
-            rows = self.sql("SELECT * FROM rpc WHERE device_id=? AND status IN ('QUEUED','SENT') "
+            self._expire_rpcs()
+            # A two-way RPC delivered but not answered is delivered again (BURST strategy).
+            rows = self.sql(f"SELECT * FROM rpc_requests WHERE device_id=? AND {PENDING_RPC} "
                             "ORDER BY id LIMIT 1", (device_id,))
             if not rows:
                 return None
             row = rows[0]
-            # A two-way RPC delivered but not answered is delivered again (BURST strategy).
-            status = "DELIVERED" if row["oneway"] else "SENT"
-            self.sql("UPDATE rpc SET status=? WHERE device_id=? AND id=?", (status, device_id, row["id"]))
+            self.sql("UPDATE rpc_requests SET status='DELIVERED' WHERE device_id=? AND id=?",
+                     (device_id, row["id"]))
+            self.cond.notify_all()
             return {"id": row["id"], "method": row["method"], "params": json.loads(row["params"])}
 
     def answer_rpc(self, device_id: str, rpc_id: int, response: bytes) -> None:
         with self.cond:
-            self.sql("UPDATE rpc SET status='SUCCESSFUL', response=? WHERE device_id=? AND id=? "
-                     "AND status IN ('QUEUED','SENT')", (response.decode("utf-8", "replace"), device_id, rpc_id))
+            self._expire_rpcs()
+            self.sql("UPDATE rpc_requests SET status='SUCCESSFUL', response=? WHERE device_id=? AND id=? "
+                     "AND oneway=0 AND status IN ('QUEUED','DELIVERED')",
+                     (response.decode("utf-8", "replace"), device_id, rpc_id))
             self.cond.notify_all()
 
     def rpc_status(self, ref: str, rpc_id: int) -> dict:
+        """{"status", "response"} of the device's RPC `rpc_id` (its number on the device API)."""
         dev = self.device(ref)
-        rows = self.sql("SELECT status, response FROM rpc WHERE device_id=? AND id=?", (dev["id"], rpc_id))
+        with self.cond:
+            self._expire_rpcs()
+            rows = self.sql("SELECT status, response FROM rpc_requests WHERE device_id=? AND id=?",
+                            (dev["id"], rpc_id))
         if not rows:
             raise KeyError(rpc_id)
         return dict(rows[0])
+
+    def rpc_uuid(self, ref: str, rpc_id: int) -> str:
+        """The id the REST API knows the device's RPC `rpc_id` by."""
+        rows = self.sql("SELECT uuid FROM rpc_requests WHERE device_id=? AND id=?", (self.device(ref)["id"], rpc_id))
+        if not rows:
+            raise KeyError(rpc_id)
+        return rows[0]["uuid"]
+
+    def rpc_requests(self, where: str = "1=1", args: tuple = ()) -> list[dict]:
+        """Stored RPC rows matching an SQL condition, oldest first, expiry applied."""
+        with self.cond:
+            self._expire_rpcs()
+            return [dict(r) for r in self.sql(f"SELECT * FROM rpc_requests WHERE {where} ORDER BY created_ms, id",
+                                              args)]
 
     def wait_rpc_reply(self, ref: str, rpc_id: int, timeout_s: float = 10.0) -> Any:
         """The JSON the device replied with; raises TimeoutError when it did not answer in time."""
@@ -351,8 +487,14 @@ class DevServer:
 
     # ---- provisioning, claiming ------------------------------------------------------
     def add_provision_profile(self, key: str, secret: str,
-                              policy: str = "ALLOW_CREATE_NEW_DEVICES", type: str = "default") -> None:
-        self.sql("INSERT OR REPLACE INTO provision_profiles VALUES (?,?,?,?)", (key, secret, policy, type))
+                              policy: str = "ALLOW_CREATE_NEW_DEVICES", type: str = "default") -> dict:
+        """Let boards provision themselves into device profile `type` (made if missing) with this
+        key and secret. CHECK_PRE_PROVISIONED_DEVICES admits only devices that already exist."""
+        profile = self._profile_named(type)
+        if self.sql("SELECT 1 FROM device_profiles WHERE provision_key=? AND id<>?", (key, profile["id"])):
+            raise ValueError("Device profile with such provision device key already exists!")
+        return self.update_device_profile(profile["id"], provision_type=policy, provision_key=key,
+                                          provision_secret=secret)
 
     def claim_request(self, ref: str) -> dict | None:
         dev = self.device(ref)
@@ -360,39 +502,86 @@ class DevServer:
         return dict(rows[0]) if rows else None
 
     # ---- OTA packages ----------------------------------------------------------------
-    def add_package(self, title: str, version: str, data: bytes, kind: str = "FIRMWARE",
+    def add_package(self, title: str, version: str, data: bytes | None = None, kind: str = "FIRMWARE",
                     algorithm: str = "SHA256", content_type: str = "application/octet-stream",
-                    file_name: str | None = None) -> str:
-        """Store a firmware/software package; returns its id. The checksum is ThingsBoard's."""
-        from .checksums import checksum
-
+                    file_name: str | None = None, profile: str | None = None, tag: str | None = None,
+                    url: str | None = None) -> str:
+        """Store a firmware/software package of a device profile (default: the default one);
+        returns its id. Without data it waits for set_package_data, as ThingsBoard's does."""
+        profile_id = (self.device_profile(profile) if profile else self.default_profile())["id"]
         pkg_id = str(uuid.uuid4())
-        self.sql("INSERT INTO packages VALUES (?,?,?,?,?,?,?,?,?)",
-                 (pkg_id, title, version, kind, data, algorithm, checksum(algorithm, data),
-                  content_type, file_name or f"{title}-{version}.bin"))
+        with self.cond:
+            if self.sql("SELECT 1 FROM ota_packages WHERE title=? AND version=?", (title, version)):
+                raise ValueError("OtaPackage with such title and version already exists!")
+            self.sql("INSERT INTO ota_packages (id, created_ms, title, version, tag, kind, device_profile_id, url) "
+                     "VALUES (?,?,?,?,?,?,?,?)", (pkg_id, now_ms(), title, version, tag, kind, profile_id, url))
+        if data is not None:
+            self.set_package_data(pkg_id, data, algorithm, file_name=file_name or f"{title}-{version}.bin",
+                                  content_type=content_type)
         return pkg_id
 
+    def set_package_data(self, pkg_id: str, data: bytes, algorithm: str = "SHA256", checksum: str | None = None,
+                         file_name: str = "package.bin", content_type: str = "application/octet-stream") -> dict:
+        """The package's file; checksum (ThingsBoard's own when not given) as the device sees it."""
+        from .checksums import checksum as compute
+
+        self.package(pkg_id)
+        self.sql("UPDATE ota_packages SET data=?, algorithm=?, checksum=?, file_name=?, content_type=? WHERE id=?",
+                 (data, algorithm, checksum or compute(algorithm, data), file_name, content_type, pkg_id))
+        return self.package(pkg_id)
+
     def package(self, pkg_id: str) -> dict:
-        rows = self.sql("SELECT * FROM packages WHERE id=?", (pkg_id,))
+        rows = self.sql("SELECT * FROM ota_packages WHERE id=?", (pkg_id,))
         if not rows:
             raise KeyError(pkg_id)
         return dict(rows[0])
 
+    def delete_package(self, pkg_id: str) -> None:
+        """Delete a package nothing uses; ValueError if a device or profile has it assigned."""
+        self.package(pkg_id)
+        with self.cond:
+            for table in ("devices", "device_profiles"):
+                if self.sql(f"SELECT 1 FROM {table} WHERE firmware_id=? OR software_id=?", (pkg_id, pkg_id)):
+                    kind = "device" if table == "devices" else "device profile"
+                    raise ValueError(f"The otaPackage referenced by the {kind} cannot be deleted!")
+            self.sql("DELETE FROM ota_packages WHERE id=?", (pkg_id,))
+
+    def _effective_package(self, dev: dict, kind: str) -> str | None:
+        column = PACKAGE_COLUMNS[kind]
+        return dev[column] or self.device_profile(dev["type"])[column]
+
     def assigned_package(self, device_id: str, kind: str) -> dict | None:
-        col = "firmware_id" if kind == "FIRMWARE" else "software_id"
-        rows = self.sql(f"SELECT {col} FROM devices WHERE id=?", (device_id,))
-        return self.package(rows[0][col]) if rows and rows[0][col] else None
+        """The package of that kind the device follows: its own, else its profile's."""
+        pkg_id = self._effective_package(self.device(device_id), kind)
+        return self.package(pkg_id) if pkg_id else None
 
     def assign_package(self, ref: str, pkg_id: str) -> None:
-        """Assign a package as ThingsBoard does: a deleted notice, then the fw_*/sw_* values."""
-        dev = self.device(ref)
+        """Set the device's firmware or software package (what a REST device update does)."""
+        self.update_device(ref, **{PACKAGE_COLUMNS[self.package(pkg_id)["kind"]]: pkg_id})
+
+    def _announce_package(self, device_id: str, kind: str, pkg_id: str | None) -> None:
+        """What ThingsBoard's OTA state service does for a new target: target_* telemetry and
+        the state QUEUED then INITIATED, then a deleted notice and the fw_*/sw_* values; for no
+        target, every fw_*/sw_* attribute deleted."""
+        prefix = PACKAGE_PREFIX[kind]
+        keys = {name: f"{prefix}_{name}" for name in PACKAGE_KEYS}
+        if pkg_id is None:
+            self.delete_shared_attributes(device_id, list(keys.values()))
+            return
         pkg = self.package(pkg_id)
-        prefix = "fw" if pkg["kind"] == "FIRMWARE" else "sw"
-        col = "firmware_id" if pkg["kind"] == "FIRMWARE" else "software_id"
-        with self.cond:
-            self.sql(f"UPDATE devices SET {col}=? WHERE id=?", (pkg_id, dev["id"]))
-            self.delete_shared_attributes(dev["id"], [f"{prefix}_tag", f"{prefix}_url"])
-            self.set_shared_attributes(dev["id"], {
-                f"{prefix}_title": pkg["title"], f"{prefix}_version": pkg["version"],
-                f"{prefix}_size": len(pkg["data"]), f"{prefix}_checksum_algorithm": pkg["algorithm"],
-                f"{prefix}_checksum": pkg["checksum"]})
+        ts = now_ms()
+        target = {f"target_{prefix}_title": pkg["title"], f"target_{prefix}_version": pkg["version"]}
+        if pkg["tag"]:
+            target[f"target_{prefix}_tag"] = pkg["tag"]
+        self.store_telemetry(device_id, ts, {**target, f"target_{prefix}_ts": ts, f"{prefix}_state": "QUEUED"})
+        self.store_telemetry(device_id, max(now_ms(), ts + 1), {f"{prefix}_state": "INITIATED"})
+        values = {keys["title"]: pkg["title"], keys["version"]: pkg["version"]}
+        if pkg["tag"]:
+            values[keys["tag"]] = pkg["tag"]
+        size = None if pkg["data"] is None else len(pkg["data"])
+        for name, value in (("url", pkg["url"]), ("size", size), ("checksum_algorithm", pkg["algorithm"]),
+                            ("checksum", pkg["checksum"])):
+            if value is not None:
+                values[keys[name]] = value
+        self.delete_shared_attributes(device_id, [key for key in keys.values() if key not in values])
+        self.set_shared_attributes(device_id, values)

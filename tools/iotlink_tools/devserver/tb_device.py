@@ -1,9 +1,10 @@
 """ThingsBoard's HTTP device API (/api/v1/...), status codes and quirks as the server's code has them.
 
-See ../shared/reference/thingsboard-device-api.md: 401 with an empty body for an unknown token,
-408 (empty) when a long-poll's timer runs out, 503 when a request outlives the async cap,
-500 for a JSON syntax error, one message per attribute poll and nothing buffered between polls,
-unanswered two-way RPCs delivered again, provisioning answering 200 with a status in the body.
+From ThingsBoard's DeviceApiController and transport: 401 with an empty body for an unknown
+token, 408 (empty) when a long-poll's timer runs out, 503 when a request outlives the async cap,
+bodies read as Gson reads them, leniently (lenient.py; 500 with the parser's message for one it
+refuses), one message per attribute poll and nothing buffered between polls, unanswered two-way
+RPCs delivered again, provisioning answering 200 with a status in the body.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from . import lenient
 from .core import now_ms
 from .web import Request, Response, empty, json_response, text_response
 
@@ -49,8 +51,8 @@ def parse_telemetry(payload: Any, server_ts: int) -> list[tuple[int, dict]]:
             raise ValueError("telemetry item is not an object")
         if "ts" in item and "values" in item:
             if not isinstance(item["values"], dict) or isinstance(item["ts"], bool) \
-                    or not isinstance(item["ts"], int):
-                raise ValueError("bad ts/values record")
+                    or not isinstance(item["ts"], int) or not -(2**63) <= item["ts"] < 2**63:
+                raise ValueError("bad ts/values record")  # ThingsBoard's ts is a Java long
             records.append((item["ts"], _flat_values(item["values"])))
         else:
             records.append((server_ts, _flat_values(item)))
@@ -75,9 +77,9 @@ def register(srv: "DevServer") -> None:
         return for_device(wrapped)
 
     def body_json(req: Request):
-        """(payload, None) or (None, error response) for a JSON syntax error."""
+        """(payload, None) or (None, error response) for a body even Gson's lenient parser refuses."""
         try:
-            return req.json(), None
+            return lenient.parse(req.text()), None
         except ValueError as exc:
             return None, text_response(f"Invalid JSON: {exc}", 500)
 
@@ -208,22 +210,22 @@ def register(srv: "DevServer") -> None:
             return empty(500)
         not_found = {"errorMsg": "Provision data was not found!", "status": "NOT_FOUND"}
         failure = {"errorMsg": "Failed to provision device!", "status": "FAILURE"}
-        rows = srv.sql("SELECT * FROM provision_profiles WHERE key=?", (payload["provisionDeviceKey"],))
-        if not rows or rows[0]["secret"] != payload["provisionDeviceSecret"] \
-                or rows[0]["policy"] == "DISABLED":
+        rows = srv.sql("SELECT * FROM device_profiles WHERE provision_key=?", (payload["provisionDeviceKey"],))
+        if not rows or rows[0]["provision_secret"] != payload["provisionDeviceSecret"] \
+                or rows[0]["provision_type"] == "DISABLED":
             return text_response(json.dumps(not_found), 200)
         profile = rows[0]
         name = str(payload.get("deviceName") or f"device-{now_ms()}").strip()
         if payload.get("credentialsType", "ACCESS_TOKEN") != "ACCESS_TOKEN":
             return text_response(json.dumps(failure), 200)
         try:
-            if profile["policy"] == "CHECK_PRE_PROVISIONED_DEVICES":
+            if profile["provision_type"] == "CHECK_PRE_PROVISIONED_DEVICES":
                 dev = srv.device(name)
                 if srv.sql("SELECT 1 FROM attributes WHERE device_id=? AND key='provisionState'",
                            (dev["id"],)):
                     return text_response(json.dumps(failure), 200)
             else:
-                dev = srv.add_device(name, payload.get("token"), type=profile["type"])
+                dev = srv.add_device(name, payload.get("token"), type=profile["name"])
         except (KeyError, ValueError):
             return text_response(json.dumps(failure), 200)
         srv.save_attributes(dev["id"], "SERVER_SCOPE", {"provisionState": "provisioned"})
@@ -234,7 +236,7 @@ def register(srv: "DevServer") -> None:
         @for_device
         def handler(req: Request, dev: dict) -> Response:
             pkg = srv.assigned_package(dev["id"], kind)
-            if pkg is None:
+            if pkg is None or pkg["data"] is None:  # none assigned, or one given by URL
                 return empty(404)
             if req.arg("title") != pkg["title"] or req.arg("version") != pkg["version"]:
                 return empty(400)

@@ -1,11 +1,11 @@
-"""The subset of ThingsBoard's REST (user) API the host tools use, with the server's shapes.
+"""ThingsBoard's REST (user) API on the devserver: authentication, and what its other parts share.
 
-See ../shared/reference/thingsboard-rest-api.md: JWT login and refresh (both tokens rotate),
-both auth header forms, the error body {"status","message","errorCode","timestamp"} (401 with
-errorCode 11 once a token expired), devices with a chosen access token (duplicate token or
-name: 400), lookup by name and paged listing with hasNext, credentials, latest telemetry (string
-values unless useStrictDataTypes=true, a null entry for a requested key without data), shared
-attributes, and RPC answered 504 when the device does not answer within `timeout`.
+Authentication as ThingsBoard's: JWT login and refresh (HS512; both tokens rotate), both
+`X-Authorization: Bearer` and `Authorization: Bearer`, API keys (`X-Authorization: ApiKey
+<value>`, ThingsBoard 4.3+, made with POST /api/apiKey), the error body {"status", "message",
+"errorCode", "timestamp"} (401 with errorCode 11 once a token expired or its signature is
+wrong), GET /api/auth/user. The other REST modules (tb_devices, tb_telemetry, tb_rpc, tb_ota)
+register their routes with `srv.rest_api` (a RestApi) for the helpers below.
 
 Tests tune `srv.rest` (a RestSettings): the tenant account, token lifetimes, the token clock.
 """
@@ -22,20 +22,17 @@ import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable
 
-from .tb_device import typed
+from .core import now_ms
 from .web import Request, Response, empty, json_response
 
 if TYPE_CHECKING:
     from .core import DevServer
 
 UNASSIGNED_CUSTOMER = "13814000-1dd2-11b2-8080-808080808080"  # ThingsBoard's "no customer" id
-PROFILE_NAMESPACE = uuid.UUID("6f1c6f0e-7b0a-4c55-9f56-0a5d8c1e2b3a")
-WRITABLE_SCOPES = ("SERVER_SCOPE", "SHARED_SCOPE")
-READABLE_SCOPES = ("CLIENT_SCOPE",) + WRITABLE_SCOPES
-SORTABLE = {"name": "name", "type": "type", "label": "label", "createdTime": "created_ms"}
 
 # errorCode values of ThingsboardErrorCode
-GENERAL, AUTHENTICATION, JWT_TOKEN_EXPIRED, BAD_REQUEST_PARAMS, ITEM_NOT_FOUND = 2, 10, 11, 31, 32
+GENERAL, AUTHENTICATION, JWT_TOKEN_EXPIRED, PERMISSION_DENIED = 2, 10, 11, 20
+BAD_REQUEST_PARAMS, ITEM_NOT_FOUND = 31, 32
 
 
 class RestSettings:
@@ -53,6 +50,7 @@ class RestSettings:
         self.clock: Callable[[], float] = time.time
         self.tenant_id = str(uuid.uuid4())
         self.user_id = str(uuid.uuid4())
+        self.created_ms = now_ms()
         self._key = secrets.token_bytes(32)
 
     # ---- JWT (HS512, as ThingsBoard signs them) ---------------------------------------
@@ -101,7 +99,35 @@ def _unb64(text: str) -> bytes:
 
 def error(status: int, message: str, code: int) -> Response:
     return json_response({"status": status, "message": message, "errorCode": code,
-                          "timestamp": int(time.time() * 1000)}, status)
+                          "timestamp": now_ms()}, status)
+
+
+def bad_request(message: str) -> Response:
+    return error(400, message, BAD_REQUEST_PARAMS)
+
+
+def not_found(message: str) -> Response:
+    return error(404, message, ITEM_NOT_FOUND)
+
+
+def ref(kind: str, ref_id: str | None) -> dict | None:
+    """An entity id as ThingsBoard writes it: {"entityType", "id"}, or null."""
+    return {"entityType": kind, "id": ref_id} if ref_id else None
+
+
+def ref_id(value: Any) -> str | None:
+    """The UUID out of an {"entityType","id"} (or a bare id string); None for null."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) else None
+
+
+def is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except (ValueError, AttributeError, TypeError):
+        return False
+    return True
 
 
 def java_string(value: Any) -> str:
@@ -113,6 +139,8 @@ def java_string(value: Any) -> str:
     if isinstance(value, float):
         if value == 0 or 1e-3 <= abs(value) < 1e7:
             return repr(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            return {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[repr(value)]
         sign, digits, exponent = Decimal(repr(value)).as_tuple()
         point = exponent + len(digits) - 1
         mantissa = "".join(map(str, digits)).rstrip("0") or "0"
@@ -122,243 +150,170 @@ def java_string(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def register(srv: "DevServer") -> None:
-    r = srv.router
-    srv.rest = RestSettings()
+class RestApi:
+    """What the REST modules share: routes behind authentication, request parsing, paging."""
 
-    def authed(handler: Callable[..., Response]) -> Callable[[Request], Response]:
-        """Only a valid access token gets through, from either header form."""
-        def wrapper(req: Request) -> Response:
+    def __init__(self, srv: "DevServer"):
+        self.srv = srv
+        self.api_keys: dict[str, dict] = {}  # value -> ApiKey as ThingsBoard returns it
+
+    def add(self, method: str, pattern: str, handler: Callable[[Request], Response]) -> None:
+        """A route only a valid access token or API key gets through, in either header."""
+        def guarded(req: Request) -> Response:
             header = req.headers.get("x-authorization") or req.headers.get("authorization") or ""
-            scheme, _, token = header.partition(" ")
-            if scheme != "Bearer" or not token:
-                return error(401, "Authentication failed", AUTHENTICATION)
-            refused = srv.rest.check(token.strip(), "TENANT_ADMIN")
+            scheme, _, credential = header.partition(" ")
+            credential = credential.strip()
+            if scheme == "Bearer" and credential:
+                refused = self.srv.rest.check(credential, "TENANT_ADMIN")
+            elif scheme == "ApiKey" and credential:
+                refused = None if self.api_key_valid(credential) else \
+                    error(401, "Authentication failed", AUTHENTICATION)
+            else:
+                refused = error(401, "Authentication failed", AUTHENTICATION)
             return refused or handler(req)
-        return wrapper
+        self.srv.router.add(method, pattern, guarded)
 
-    def body_object(req: Request) -> dict | None:
-        try:
-            payload = req.json()
-        except ValueError:
-            return None
-        return payload if isinstance(payload, dict) else None
+    def api_key_valid(self, value: str) -> bool:
+        key = self.api_keys.get(value)
+        return bool(key and key["enabled"] and (not key["expirationTime"] or key["expirationTime"] > now_ms()))
 
-    def device_row(device_id: str) -> tuple[dict | None, Response | None]:
+    @staticmethod
+    def body(req: Request) -> tuple[Any, Response | None]:
+        """(the JSON body, None), or (None, the 400 ThingsBoard answers for unparseable JSON)."""
         try:
-            uuid.UUID(device_id)
+            return req.json(), None
         except ValueError:
-            return None, error(400, f"Invalid UUID string: {device_id}", BAD_REQUEST_PARAMS)
-        rows = srv.sql("SELECT * FROM devices WHERE id=?", (device_id,))
+            return None, bad_request("Invalid request body")
+
+    @staticmethod
+    def body_object(req: Request) -> tuple[dict, Response | None]:
+        payload, refused = RestApi.body(req)
+        if refused is None and not isinstance(payload, dict):
+            refused = bad_request("Invalid request body")
+        return payload, refused
+
+    def device(self, device_id: str) -> tuple[dict | None, Response | None]:
+        """(the device row, None) or (None, 400 for a malformed id / 404 for an unknown one)."""
+        if not is_uuid(device_id):
+            return None, bad_request(f"Invalid UUID string: {device_id}")
+        rows = self.srv.sql("SELECT * FROM devices WHERE id=?", (device_id,))
         if not rows:
-            return None, error(404, f"Device with id [{device_id}] is not found", ITEM_NOT_FOUND)
+            return None, not_found(f"Device with id [{device_id}] is not found")
         return dict(rows[0]), None
 
-    def device_json(row: dict) -> dict:
-        def ref(kind, ref_id):
-            return {"entityType": kind, "id": ref_id} if ref_id else None
+    @staticmethod
+    def page(req: Request, rows: list, to_json: Callable[[Any], dict], sortable: dict[str, Callable],
+             text: Callable[[Any], str]) -> Response:
+        """A PageData reply: pageSize/page required, textSearch (case-insensitive, in `text`),
+        sortProperty (a key of `sortable`; default createdTime) and sortOrder."""
+        try:
+            size, page = int(req.arg("pageSize", "")), int(req.arg("page", ""))
+        except ValueError:
+            return bad_request("Required request parameters 'pageSize' and 'page' are not present or not numbers")
+        if size < 1 or page < 0:
+            return bad_request("Incorrect page link page size or page number")
+        search = (req.arg("textSearch") or "").lower()
+        rows = [row for row in rows if search in text(row).lower()]
+        key = sortable.get(req.arg("sortProperty") or "createdTime", sortable["createdTime"])
+        descending = (req.arg("sortOrder") or "").upper() == "DESC"
+        rows.sort(key=lambda row: (key(row) is None, key(row) or 0), reverse=descending)
+        chunk = rows[page * size:(page + 1) * size]
+        return json_response({"data": [to_json(row) for row in chunk], "totalPages": -(-len(rows) // size),
+                              "totalElements": len(rows), "hasNext": (page + 1) * size < len(rows)})
 
-        return {"id": ref("DEVICE", row["id"]), "createdTime": row["created_ms"],
-                "tenantId": ref("TENANT", srv.rest.tenant_id), "customerId": ref("CUSTOMER", UNASSIGNED_CUSTOMER),
-                "name": row["name"], "type": row["type"], "label": row["label"],
-                "deviceProfileId": ref("DEVICE_PROFILE", str(uuid.uuid5(PROFILE_NAMESPACE, row["type"]))),
-                "firmwareId": ref("OTA_PACKAGE", row["firmware_id"]),
-                "softwareId": ref("OTA_PACKAGE", row["software_id"]),
-                "additionalInfo": None, "version": 1}
 
-    def keys_arg(req: Request) -> list[str] | None:
-        raw = req.arg("keys")
-        return None if raw is None else [k.strip() for k in raw.split(",") if k.strip()]
+def register(srv: "DevServer") -> None:
+    srv.rest = RestSettings()
+    api = srv.rest_api = RestApi(srv)
 
-    # ---- authentication --------------------------------------------------------------
     def login(req: Request) -> Response:
-        payload = body_object(req) or {}
+        payload, _ = api.body_object(req)
+        payload = payload or {}
         if payload.get("username") != srv.rest.username or payload.get("password") != srv.rest.password:
             return error(401, "Invalid username or password", AUTHENTICATION)
         return json_response(srv.rest.issue())
 
     def refresh(req: Request) -> Response:
-        token = (body_object(req) or {}).get("refreshToken")
+        payload, _ = api.body_object(req)
+        token = (payload or {}).get("refreshToken")
         if not isinstance(token, str):
             return error(401, "Refresh token is not provided", AUTHENTICATION)
         return srv.rest.check(token, "REFRESH_TOKEN") or json_response(srv.rest.issue())
 
-    # ---- devices ---------------------------------------------------------------------
-    def save_device(req: Request) -> Response:
-        payload = body_object(req)
-        if payload is None:
-            return error(400, "Invalid request body", BAD_REQUEST_PARAMS)
-        if payload.get("id") is not None:
-            return error(400, "The devserver creates devices; it does not update them", BAD_REQUEST_PARAMS)
-        name = payload.get("name")
-        if not isinstance(name, str) or not name.strip():
-            return error(400, "Device name should be specified!", BAD_REQUEST_PARAMS)
-        try:
-            dev = srv.add_device(name, req.arg("accessToken") or None, type=payload.get("type") or "default",
-                                 label=payload.get("label"))
-        except ValueError as exc:  # a taken token or name; nothing is created
-            return error(400, str(exc), BAD_REQUEST_PARAMS)
-        return json_response(device_json(dev))
+    def user_json() -> dict:
+        settings = srv.rest
+        return {"id": ref("USER", settings.user_id), "createdTime": settings.created_ms,
+                "tenantId": ref("TENANT", settings.tenant_id), "customerId": ref("CUSTOMER", UNASSIGNED_CUSTOMER),
+                "email": settings.username, "name": settings.username, "authority": "TENANT_ADMIN",
+                "firstName": None, "lastName": None, "phone": None, "additionalInfo": {}, "version": 1}
 
-    def get_device(req: Request) -> Response:
-        row, refused = device_row(req.params["id"])
-        return refused or json_response(device_json(row))
+    # ---- API keys (ThingsBoard 4.3+) ---------------------------------------------------
+    def api_key_info(key: dict) -> dict:
+        return {k: v for k, v in key.items() if k != "value"}
 
-    def delete_device(req: Request) -> Response:
-        row, refused = device_row(req.params["id"])
+    def api_key(key_id: str) -> tuple[dict | None, Response | None]:
+        for key in api.api_keys.values():
+            if key["id"]["id"] == key_id:
+                return key, None
+        return None, not_found(f"Api key with id [{key_id}] is not found")
+
+    def save_api_key(req: Request) -> Response:
+        payload, refused = api.body_object(req)
         if refused:
             return refused
-        srv.delete_device(row["id"])
+        if ref_id(payload.get("userId")) not in (None, srv.rest.user_id):
+            return not_found(f"User with id [{ref_id(payload.get('userId'))}] is not found")
+        if not isinstance(payload.get("description"), str):
+            return bad_request("description must not be null")
+        expiration = payload.get("expirationTime") or 0
+        if not isinstance(expiration, int):
+            return bad_request("Invalid expirationTime")
+        value = "tb_" + secrets.token_urlsafe(30)
+        key = {"id": ref("API_KEY", str(uuid.uuid4())), "createdTime": now_ms(),
+               "tenantId": ref("TENANT", srv.rest.tenant_id), "userId": ref("USER", srv.rest.user_id),
+               "expirationTime": expiration, "description": payload["description"],
+               "enabled": payload.get("enabled", True) is not False, "expired": False, "value": value}
+        api.api_keys[value] = key
+        return json_response(key)
+
+    def user_api_keys(req: Request) -> Response:
+        if req.params["userId"] != srv.rest.user_id:
+            return not_found(f"User with id [{req.params['userId']}] is not found")
+        keys = list(api.api_keys.values())
+        return api.page(req, keys, api_key_info, {"createdTime": lambda k: k["createdTime"],
+                                                  "expirationTime": lambda k: k["expirationTime"],
+                                                  "description": lambda k: k["description"],
+                                                  "enabled": lambda k: k["enabled"]},
+                        lambda k: k["description"])
+
+    def enable_api_key(req: Request) -> Response:
+        key, refused = api_key(req.params["id"])
+        if refused:
+            return refused
+        key["enabled"] = req.params["enabled"].lower() == "true"
+        return json_response(api_key_info(key))
+
+    def describe_api_key(req: Request) -> Response:
+        key, refused = api_key(req.params["id"])
+        if refused:
+            return refused
+        key["description"] = req.text() or None
+        return json_response(api_key_info(key))
+
+    def delete_api_key(req: Request) -> Response:
+        key, refused = api_key(req.params["id"])
+        if refused:
+            return refused
+        del api.api_keys[key["value"]]
         return empty(200)
 
-    def credentials(req: Request) -> Response:
-        row, refused = device_row(req.params["id"])
-        if refused:
-            return refused
-        return json_response({"id": {"id": str(uuid.uuid5(PROFILE_NAMESPACE, row["token"]))},
-                              "createdTime": row["created_ms"],
-                              "deviceId": {"entityType": "DEVICE", "id": row["id"]},
-                              "credentialsType": "ACCESS_TOKEN", "credentialsId": row["token"],
-                              "credentialsValue": None})
-
-    def by_name(req: Request) -> Response:
-        name = req.arg("deviceName", "")
-        rows = srv.sql("SELECT * FROM devices WHERE name=?", (name,))
-        if not rows:
-            return error(404, f"Device with name [{name}] is not found", ITEM_NOT_FOUND)
-        return json_response(device_json(dict(rows[0])))
-
-    def tenant_devices(req: Request) -> Response:
-        if req.arg("deviceName") is not None:
-            return by_name(req)
-        try:
-            size, page = int(req.arg("pageSize", "")), int(req.arg("page", ""))
-        except ValueError:
-            return error(400, "Required request parameters 'pageSize' and 'page' are not present "
-                              "or not numbers", BAD_REQUEST_PARAMS)
-        if size < 1 or page < 0:
-            return error(400, "Incorrect page link page size or page number", BAD_REQUEST_PARAMS)
-        column = SORTABLE.get(req.arg("sortProperty") or "createdTime", "created_ms")
-        order = "DESC" if (req.arg("sortOrder") or "ASC").upper() == "DESC" else "ASC"
-        query, args = "SELECT * FROM devices WHERE 1=1", ()
-        if req.arg("type"):
-            query, args = query + " AND type=?", args + (req.arg("type"),)
-        if req.arg("textSearch"):
-            query, args = query + " AND instr(lower(name), ?) > 0", args + (req.arg("textSearch").lower(),)
-        rows = srv.sql(f"{query} ORDER BY {column} {order}, id", args)
-        chunk = rows[page * size:(page + 1) * size]
-        return json_response({"data": [device_json(dict(row)) for row in chunk],
-                              "totalPages": -(-len(rows) // size), "totalElements": len(rows),
-                              "hasNext": (page + 1) * size < len(rows)})
-
-    # ---- telemetry and attributes ----------------------------------------------------
-    def latest_timeseries(req: Request) -> Response:
-        row, refused = device_row(req.params["id"])
-        if refused:
-            return refused
-        strict = (req.arg("useStrictDataTypes") or "false").lower() == "true"
-        latest = srv.latest_telemetry(row["id"])
-        keys = keys_arg(req)
-        reply = {}
-        for key in (sorted(latest) if keys is None else keys):
-            if key in latest:
-                ts, value = latest[key]
-                reply[key] = [{"ts": ts, "value": value if strict else java_string(value)}]
-            else:  # a requested key without data: a null value stamped "now" (issue #4324)
-                reply[key] = [{"ts": int(time.time() * 1000), "value": None}]
-        return json_response(reply)
-
-    def device_and_scope(req: Request, allowed: tuple) -> tuple[dict | None, str, Response | None]:
-        row, refused = device_row(req.params["id"])
-        scope = req.params["scope"]
-        if refused is None and scope not in allowed:
-            refused = error(400, f"Invalid scope: {scope}", BAD_REQUEST_PARAMS)
-        return row, scope, refused
-
-    def save_attributes(req: Request) -> Response:
-        row, scope, refused = device_and_scope(req, WRITABLE_SCOPES)
-        if refused:
-            return refused
-        payload = body_object(req)
-        if not payload:
-            return error(400, "No attributes data found in request body!", BAD_REQUEST_PARAMS)
-        if any(value is None for value in payload.values()):
-            return error(500, "Attribute value can't be null", GENERAL)
-        srv.save_attributes(row["id"], scope, {k: typed(v) for k, v in payload.items()})
-        return empty(200)
-
-    def read_attributes(req: Request) -> Response:
-        row, scope, refused = device_and_scope(req, READABLE_SCOPES)
-        if refused:
-            return refused
-        keys = keys_arg(req)
-        rows = srv.sql("SELECT key, value, last_update_ts FROM attributes WHERE device_id=? AND scope=? "
-                       "ORDER BY key", (row["id"], scope))
-        return json_response([{"key": r["key"], "value": json.loads(r["value"]), "lastUpdateTs": r["last_update_ts"]}
-                              for r in rows if keys is None or r["key"] in keys])
-
-    def delete_attributes(req: Request) -> Response:
-        row, scope, refused = device_and_scope(req, READABLE_SCOPES)
-        if refused:
-            return refused
-        keys = keys_arg(req)
-        if not keys:
-            return error(400, "Required request parameter 'keys' is not present", BAD_REQUEST_PARAMS)
-        if scope == "SHARED_SCOPE":  # the device hears {"deleted": [...]}
-            srv.delete_shared_attributes(row["id"], keys)
-        else:
-            for key in keys:
-                srv.sql("DELETE FROM attributes WHERE device_id=? AND scope=? AND key=?", (row["id"], scope, key))
-        return empty(200)
-
-    # ---- RPC -------------------------------------------------------------------------
-    def rpc(oneway: bool):
-        def handler(req: Request) -> Response:
-            row, refused = device_row(req.params["id"])
-            if refused:
-                return refused
-            payload = body_object(req)
-            if payload is None or not isinstance(payload.get("method"), str) or "params" not in payload:
-                return error(400, "Invalid RPC request: 'method' and 'params' are required", BAD_REQUEST_PARAMS)
-            try:
-                timeout_ms = max(srv.rest.rpc_min_timeout_ms, int(payload.get("timeout", 10000)))
-            except (TypeError, ValueError):
-                return error(400, "Invalid RPC timeout", BAD_REQUEST_PARAMS)
-            rpc_id = srv.queue_rpc(row["id"], payload["method"], payload["params"], timeout_ms, oneway)
-            done = ("DELIVERED",) if oneway else ("SUCCESSFUL",)
-
-            def finished():
-                status = srv.rpc_status(row["id"], rpc_id)
-                return status if status["status"] in done else None
-
-            capped = timeout_ms > srv.async_timeout_ms
-            status = srv.wait_for(finished, min(timeout_ms, srv.async_timeout_ms) / 1000)
-            if status is None:
-                # The server's async cap ends the request before the RPC's own timeout does.
-                return error(500, "Request timeout", GENERAL) if capped else empty(504)
-            if oneway:
-                return empty(200)
-            try:
-                json.loads(status["response"])
-            except ValueError:
-                return empty(406)
-            return Response(200, status["response"].encode(), "application/json")
-        return handler
-
+    r = srv.router
     r.add("POST", "/api/auth/login", login)
     r.add("POST", "/api/auth/token", refresh)
-    r.add("POST", "/api/auth/logout", authed(lambda req: empty(200)))
-    r.add("POST", "/api/device", authed(save_device))
-    r.add("GET", "/api/device/{id}", authed(get_device))
-    r.add("DELETE", "/api/device/{id}", authed(delete_device))
-    r.add("GET", "/api/device/{id}/credentials", authed(credentials))
-    r.add("GET", "/api/tenant/devices", authed(tenant_devices))
-    r.add("GET", "/api/tenant/device", authed(by_name))
-    telemetry = "/api/plugins/telemetry/DEVICE/{id}"
-    r.add("GET", telemetry + "/values/timeseries", authed(latest_timeseries))
-    r.add("POST", telemetry + "/attributes/{scope}", authed(save_attributes))
-    r.add("POST", telemetry + "/{scope:[A-Z_]+_SCOPE}", authed(save_attributes))
-    r.add("GET", telemetry + "/values/attributes/{scope}", authed(read_attributes))
-    r.add("DELETE", telemetry + "/{scope:[A-Z_]+_SCOPE}", authed(delete_attributes))
-    r.add("POST", "/api/rpc/oneway/{id}", authed(rpc(oneway=True)))
-    r.add("POST", "/api/rpc/twoway/{id}", authed(rpc(oneway=False)))
+    api.add("POST", "/api/auth/logout", lambda req: empty(200))
+    api.add("GET", "/api/auth/user", lambda req: json_response(user_json()))
+    api.add("POST", "/api/apiKey", save_api_key)
+    api.add("GET", "/api/apiKeys/{userId}", user_api_keys)
+    api.add("PUT", "/api/apiKey/{id}/enabled/{enabled}", enable_api_key)
+    api.add("PUT", "/api/apiKey/{id}/description", describe_api_key)
+    api.add("DELETE", "/api/apiKey/{id}", delete_api_key)

@@ -1,12 +1,13 @@
-"""thethings.iO's REST API v2 (/v2/...), as ../shared/reference/thethingsio-api.md describes it.
+"""thethings.iO's REST API v2 (/v2/...), as its documentation describes it.
 
 Activation (201 / 400), write (201; keys checked; `$settings`, `$settings.<path>` and `$geo`
-handled; `store` / `broadcast` flags), read (limit 1 by default, at most 1000 and at most
-`page_size`, newest first, ISO datetimes with ms and Z), subscribe (a chunked stream: the
-"subscribed" notice, `{}` every keepAlive ms, an array per write, the thing's own writes
-included), `/v2/utils/date` in both formats; errors as `{"status":"error","message":...}`.
+handled; `store` / `broadcast` flags), read (limit 1 by default, up to the documented 1000 a
+query -- a larger limit gets 1000 --, newest first, ISO datetimes with ms and Z; older values by
+paging with `endDate`), subscribe (a chunked stream: the "subscribed" notice, `{}` every
+keepAlive ms, an array per write, the thing's own writes included), `/v2/utils/date` in both
+formats; errors as `{"status":"error","message":...}`.
 
-Where the vendor documents nothing (the reference's [inf]), this server picks:
+Where the vendor documents nothing, this server picks:
 - an unknown thing token is 401 `Thing token doesn't exist` (subscribe: the documented
   `Thing with thing token '...' not found.`, also 401); a never-written key is 404;
 - startDate and endDate are inclusive, to the millisecond (so a client paging with the oldest
@@ -147,9 +148,9 @@ class _Subscription:
 class TheThingsServer:
     """The thethings.iO state (in the DevServer's SQLite) and the Python API tests use."""
 
-    def __init__(self, srv: "DevServer", page_size: int = 100):
+    def __init__(self, srv: "DevServer", page_size: int = MAX_LIMIT):
         self.srv = srv
-        self.page_size = page_size  # a read answers at most this many values
+        self.page_size = page_size  # a read answers at most this many values (tests lower it)
         self._subscriptions: list[_Subscription] = []
         self._streamed: dict[str, list[bytes]] = {}
         self._before: list[tuple[str, Callable[[], None]]] = []  # (path part, action), once each

@@ -44,8 +44,43 @@ class Request:
         return self.body.decode(charset, errors="replace")
 
     def json(self):
-        """The body as JSON; raises ValueError on a syntax error."""
-        return json.loads(self.text())
+        """The body as JSON; raises ValueError on a syntax error (or nesting too deep to parse)."""
+        try:
+            return json.loads(self.text())
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+    def form(self) -> dict[str, "FormPart"]:
+        """The parts of a multipart/form-data body by name (empty for any other body)."""
+        found = re.search(r'boundary="?([^";]+)"?', self.headers.get("content-type", ""), re.I)
+        if not found or not self.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            return {}
+        parts = {}
+        for chunk in self.body.split(b"--" + found.group(1).encode())[1:]:
+            if chunk.startswith(b"--"):
+                break
+            head, _, data = chunk.partition(b"\r\n\r\n")
+            headers = {}
+            for line in head.decode("utf-8", "replace").split("\r\n"):
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            disposition = headers.get("content-disposition", "")
+            name = re.search(r'\bname="([^"]*)"', disposition)
+            if name:
+                file_name = re.search(r'\bfilename="([^"]*)"', disposition)
+                parts[name.group(1)] = FormPart(data[:-2] if data.endswith(b"\r\n") else data,
+                                                file_name.group(1) if file_name else None,
+                                                headers.get("content-type"))
+        return parts
+
+
+@dataclass
+class FormPart:
+    """One part of a multipart/form-data body."""
+
+    data: bytes
+    file_name: str | None
+    content_type: str | None
 
 
 @dataclass
@@ -93,11 +128,13 @@ Handler = Callable[[Request], Response]
 class Router:
     def __init__(self):
         self._routes: list[tuple[str, re.Pattern, Handler]] = []
+        self.patterns: list[tuple[str, str]] = []  # (method, pattern) of every route, as added
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         """pattern: a path with {name} segments (one path segment each) or {name:re}."""
         regex = re.sub(r"\{(\w+)(?::([^}]+))?\}", lambda m: f"(?P<{m[1]}>{m[2] or '[^/]+'})", pattern)
         self._routes.append((method, re.compile(regex + "$"), handler))
+        self.patterns.append((method, pattern))
 
     def match(self, method: str, path: str) -> tuple[Handler | None, dict[str, str], bool]:
         path_known = False
