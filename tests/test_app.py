@@ -11,8 +11,7 @@ import re
 import shutil
 import time
 
-from support import run_mp
-from test_sim import wait_until
+from support import TOKEN, config, console_has, flash, queued, records, run_mp, telemetry, wait_until
 
 from iotlink_tools import REPO
 from iotlink_tools.bench_loop import compiled_fakes
@@ -21,57 +20,11 @@ from iotlink_tools.devserver.core import DeviceNotFound
 from iotlink_tools.faultproxy import FaultProxy
 from iotlink_tools.soak import numbered_sensors, readings
 from iotlink_tools.mpy import compile_library
-from iotlink_tools.vboard import Board, micropython_command, prepare_flash
+from iotlink_tools.vboard import Board, micropython_command
 
-TOKEN = "TEST_TOKEN"
 # The shared attributes the loop reads: remote config, then the OTA announcements.
 FOLLOWED = ",".join(["interval_s"] + [f"{p}_{f}" for p in ("fw", "sw") for f in
                                       ("title", "version", "size", "checksum", "checksum_algorithm", "url")])
-
-
-def config(server, **changes):
-    cfg = {"server": server.url, "token": TOKEN, "interval_s": 1, "backoff_max_s": 1,
-           "pins": {"23": 23, "led": "LED"}, "wifi": {"ssid": "lab", "password": "WIFI-PASSWORD"}}
-    cfg.update(changes)
-    return {k: v for k, v in cfg.items() if v is not None}
-
-
-def flash(tmp_path, cfg, sensors=None, name="board"):
-    folder = prepare_flash(tmp_path / name, cfg)
-    if sensors is not None:
-        (folder / "sensors.py").write_text(sensors)
-    return folder
-
-
-def posted(server, path):
-    return [e.json() for e in server.requests_to(path, "POST")]
-
-
-def telemetry(server, token=TOKEN):
-    return posted(server, f"/api/v1/{token}/telemetry")
-
-
-def all_records(bodies):
-    """Every record in telemetry bodies, batches flattened, in order of arrival."""
-    out = []
-    for body in bodies:
-        out.extend(body if isinstance(body, list) else [body])
-    return out
-
-
-def is_ota_report(values):
-    return any(k.startswith(("current_fw_", "current_sw_", "fw_", "sw_")) for k in values)
-
-
-def records(bodies):
-    """The loop's telemetry records (not the OTA reports), in order of arrival."""
-    return [r for r in all_records(bodies) if not is_ota_report(r.get("values", r))]
-
-
-def queued(board):
-    """How many records the board last said were waiting in its flash queue."""
-    counts = re.findall(r"(\d+) queued", board.console())
-    return int(counts[-1]) if counts else 0
 
 
 def telemetry_once_created(server, name):
@@ -80,10 +33,6 @@ def telemetry_once_created(server, name):
         return server.telemetry(name)
     except DeviceNotFound:
         return None
-
-
-def console_has(board, text):
-    return lambda: text in board.console()
 
 
 def test_telemetry_every_interval_with_health_and_sensor_values(server, device, tmp_path):

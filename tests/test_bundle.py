@@ -5,7 +5,7 @@ import tarfile
 import urllib.error
 
 import pytest
-from test_ota import boot_until_idle, current, states, tree
+from support import boot_until_idle, current, states, tree
 
 from iotlink_tools import LIB, REPO
 from iotlink_tools.bundle import upload

@@ -4,7 +4,7 @@ import calendar
 import time
 
 import pytest
-from rawserver import RawServer
+from support import RawServer
 
 
 def test_unset_clock_gives_no_timestamp_then_the_server_sets_it(server, mp):

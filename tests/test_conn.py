@@ -1,7 +1,7 @@
 """iotlink's own HTTP/1.1 client: keep-alive, chunked replies, verified TLS; run in micropython."""
 
 import pytest
-from rawserver import RawServer
+from support import RawServer
 
 from iotlink_tools.devserver import DevServer
 from iotlink_tools.tlsutil import make_pki

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_sim import IOTLINK, alive, children, ctrl_c_works, wait_until
+from support import IOTLINK, alive, children, ctrl_c_works, wait_until
 
 
 def test_demo_shows_telemetry_and_stops_cleanly_on_ctrl_c(tmp_path):

@@ -7,7 +7,7 @@ announced. Runs the real App against the devserver, one boot per run.
 
 import json
 
-from test_app import all_records, telemetry
+from support import all_records, telemetry
 
 LOOP = """
 import sys

@@ -12,8 +12,7 @@ import subprocess
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rawserver import RawServer
-from support import MICROPYPATH, MICROPYTHON
+from support import MICROPYPATH, MICROPYTHON, RawServer
 
 DEVICE = """
 import sys, gc, json

@@ -10,8 +10,7 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_app import config, flash, records, telemetry
-from test_sim import wait_until
+from support import config, flash, records, telemetry, wait_until
 
 from iotlink_tools.devserver import DevServer
 from iotlink_tools.vboard import Board

@@ -1,7 +1,6 @@
 """An update through the real firmware loop: announced, downloaded, swapped in, rebooted, UPDATED."""
 
-from test_app import all_records, config, flash, records, telemetry
-from test_sim import wait_until
+from support import all_records, config, flash, records, telemetry, wait_until
 
 from iotlink_tools.bundle import app_files, build
 from iotlink_tools.vboard import Board

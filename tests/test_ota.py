@@ -10,48 +10,14 @@ import os
 import tarfile
 
 import pytest
+from support import REBOOT, boot, boot_until_idle, current, make_tar, script, states, tree, wire
 
 from iotlink_tools import REPO
 from iotlink_tools.devserver.checksums import checksum
 from iotlink_tools.devserver.ota import fail_chunk
 from iotlink_tools.faultproxy import FaultProxy
 
-BOOT = """
-import os, json
-from iotlink.thingsboard import ThingsBoard
-from iotlink import ota, swap
-KILL = {kill!r}
-def hook(step):
-    print("@@" + json.dumps(step))
-    if step == KILL:
-        os.system("kill -9 $PPID")  # a power cut: no finally, no flush, nothing after
-swap.hook = hook
-ota.resume()
-
-def walk(folder, found):
-    for entry in os.ilistdir(folder or "."):
-        path = folder + entry[0]
-        if folder or entry[0] not in (".ota", ".esp32", "_test_script.py"):
-            if entry[1] == 0x4000:
-                walk(path + "/", found)
-            else:
-                with open(path) as f:
-                    found[path] = f.read()
-    return found
-out({{"after_resume": walk("", {{}})}})
-
-up = ota.Updater(ThingsBoard({url!r}, "TEST_TOKEN", timeout=3), chunk_size=4096)
-up.retry_ms = 10
-reached = {report}
-out({{"reached": reached}})
-if reached:
-    shared = ThingsBoard({attrs_url!r}, "TEST_TOKEN", timeout=3).request_attributes(shared_keys=up.KEYS)
-    up.check(shared["shared"])
-out("idle")
-"""
-
 DEAD_SERVER = "http://127.0.0.1:1"
-REBOOT = 75
 KILLED = -9
 
 OLD_APP = {"main.py": b"print('old app')\n", "lib/old.py": b"OLD = 1\n",
@@ -59,27 +25,6 @@ OLD_APP = {"main.py": b"print('old app')\n", "lib/old.py": b"OLD = 1\n",
 NEW_APP = {"main.py": b"print('new app')\n", "lib/iotlink/__init__.py": b"# new\n",
            "lib/iotlink/app.py": b"# the new loop\n" * 300, "lib/new.py": b"NEW = 1\n"}
 USER_FILES = {"config.json": b'{"token": "TEST_TOKEN"}', "sensors.py": b"def read():\n    return {}\n"}
-BOARD_ONLY = (".ota", ".esp32", "_test_script.py")
-
-
-def make_tar(files, fmt=tarfile.PAX_FORMAT, dirs=()):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
-        for name in dirs:
-            info = tarfile.TarInfo(name)
-            info.type = tarfile.DIRTYPE
-            tar.addfile(info)
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def tree(flash):
-    """The board's files (relative path -> bytes), without OTA bookkeeping and the test script."""
-    return {str(p.relative_to(flash)): p.read_bytes() for p in sorted(flash.rglob("*"))
-            if p.is_file() and p.relative_to(flash).parts[0] not in BOARD_ONLY}
 
 
 def install(flash, files):
@@ -89,59 +34,13 @@ def install(flash, files):
         path.write_bytes(data)
 
 
-def script(server, kill=None, url=None, report_boot=True):
-    return BOOT.format(kill=kill, url=url or server.url, attrs_url=server.url,
-                       report="up.report_boot()" if report_boot else "True")
-
-
-def boot(mp, server, **kw):
-    return mp(script(server, **kw), check=False, timeout=30)
-
-
 def after_resume(run):
     """The board's files right after resume() in that boot."""
     return next(r["after_resume"] for r in run.results if isinstance(r, dict) and "after_resume" in r)
 
 
-def boot_until_idle(mp, server, boots=4, **kw):
-    """Boot again and again (each reset is a reboot) until a boot ends normally."""
-    runs = []
-    for _ in range(boots):
-        run = boot(mp, server, **kw)
-        runs.append(run)
-        assert run.returncode in (0, REBOOT), run.stderr
-        if run.returncode == 0:
-            return runs
-    raise AssertionError("the board kept rebooting")
-
-
-def wire(server, prefix="fw"):
-    """(state, error) of every <prefix>_state telemetry that crossed the wire, in order."""
-    sent = []
-    for exchange in server.requests_to("/api/v1/TEST_TOKEN/telemetry", "POST"):
-        body = exchange.json()
-        values = body.get("values", body)
-        if prefix + "_state" in values:
-            sent.append((values[prefix + "_state"], values.get(prefix + "_error")))
-    return sent
-
-
-def states(server, prefix="fw"):
-    return [s for s, _ in wire(server, prefix)]
-
-
 def stored_states(server, prefix="fw"):
     return [v for _, _, v in server.telemetry("test-device", prefix + "_state")]
-
-
-def current(server, prefix="fw"):
-    """The last current_<prefix>_title/version the board sent (the server type-casts "2.0")."""
-    for exchange in reversed(server.requests_to("/api/v1/TEST_TOKEN/telemetry", "POST")):
-        values = exchange.json()
-        values = values.get("values", values)
-        if f"current_{prefix}_title" in values:
-            return values[f"current_{prefix}_title"], values[f"current_{prefix}_version"]
-    return None
 
 
 def chunk_requests(server, path="/firmware"):

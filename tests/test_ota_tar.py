@@ -4,7 +4,7 @@ import random
 import tarfile
 
 import pytest
-from test_ota import make_tar
+from support import make_tar
 
 UNPACK = """
 import os

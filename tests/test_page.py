@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from test_sim import wait_until
+from support import wait_until
 
 from iotlink_tools import REPO
 from iotlink_tools.sim import board_config

@@ -6,45 +6,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
+from support import IOTLINK, alive, children, ctrl_c_works, wait_until
 
 from iotlink_tools import REPO
-
-IOTLINK = str(Path(sys.executable).with_name("iotlink"))
 from iotlink_tools.devserver.tb_device import parse_telemetry
 from iotlink_tools.rest import RestError
 from iotlink_tools.sim import create_devices, parse_pins, read_tokens
 from iotlink_tools.vboard import Board, board_env, micropython_command, prepare_flash
 
 CONFIG = {"platform": "thingsboard", "server": "http://127.0.0.1:1", "token": "T", "pins": {"23": 23}}
-
-
-def wait_until(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def ctrl_c_works() -> None:
-    """preexec_fn for a tool a test stops with SIGINT: a shell's background job starts with
-    SIGINT ignored, and a child inherits that, so the test would wait for nothing."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(") ", 1)[1][0] != "Z"  # a zombie has exited, its parent not told yet
 
 
 def test_prepare_flash_installs_the_firmware_and_config(tmp_path):
@@ -175,11 +147,6 @@ def test_create_devices_through_the_rest_api_and_reuse_them(server):
     assert [d["name"] for d in server.devices()] == ["sim-1", "sim-2"]  # nothing created twice
     with pytest.raises(RestError, match="401"):
         create_devices(server.url, "tenant@thingsboard.org", "wrong", ["sim-3"])
-
-
-def children(pid: int) -> list[int]:
-    return [int(p) for p in subprocess.run(["ps", "--ppid", str(pid), "-o", "pid="],
-                                           capture_output=True, text=True).stdout.split()]
 
 
 def test_sim_runs_a_fleet_that_reports_to_one_server(server, tmp_path):

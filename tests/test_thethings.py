@@ -5,35 +5,16 @@ import re
 import time
 
 import pytest
-from rawserver import RawServer
+from support import RawServer, posted, tt
 
 from iotlink_tools.devserver.thethings import iso
 
 ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
-def tt(url, token, timeout=5):
-    return f"""
-from iotlink.thethings import TheThings
-from iotlink import errors
-tt = TheThings({url!r}, {token!r}, timeout={timeout})
-tt.backoff_ms = 10
-tt.max_backoff_ms = 40
-def attempt(fn, *a, **k):
-    try:
-        return ["ok", fn(*a, **k)]
-    except (errors.IotlinkError, ValueError) as e:
-        return [type(e).__name__, getattr(e, "status", None), getattr(e, "message", str(e))]
-"""
-
-
 @pytest.fixture
 def thing(server):
     return server.thethings.add_thing()["token"]
-
-
-def posted(server, path):
-    return [e.json() for e in server.requests_to(path, "POST")]
 
 
 def test_activation_returns_the_thing_token(server, mp):

@@ -6,8 +6,7 @@ import threading
 import time
 
 import pytest
-from rawserver import RawServer
-from test_thethings import tt
+from support import RawServer, tt
 
 from iotlink_tools.devserver import DevServer
 from iotlink_tools.tlsutil import make_pki

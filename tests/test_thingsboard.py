@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from rawserver import RawServer
+from support import RawServer
 
 
 def tb(url, token="TEST_TOKEN", timeout=5):

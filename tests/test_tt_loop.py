@@ -10,8 +10,7 @@ import re
 import time
 from datetime import datetime, timezone
 
-from test_app import config, console_has, flash, queued
-from test_sim import wait_until
+from support import config, console_has, flash, queued, wait_until
 
 from iotlink_tools.vboard import Board
 
