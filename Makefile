@@ -25,14 +25,14 @@ test: $(STAMP) $(BROWSER)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python -m iotlink_tools.bench
+	$(BIN)/python -m iotlink_lab.bench
 
 mpy: $(STAMP)
 	$(BIN)/iotlink mpy
 
 MINUTES ?= 5
 soak: $(STAMP)
-	$(BIN)/python -m iotlink_tools.soak --minutes $(MINUTES)
+	$(BIN)/python -m iotlink_lab.soak --minutes $(MINUTES)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

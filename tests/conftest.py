@@ -30,7 +30,7 @@ def mp(tmp_path):
 def pty_board(tmp_path):
     """Start virtual boards on pseudo-terminals: pty_board("b1", wifi=...) -> PtyBoard, its flash
     tmp_path/b1 (empty: a board fresh from the factory). All are powered off after the test."""
-    from iotlink_tools.ptyboard import PtyBoard
+    from iotlink_tools.vboard.ptyboard import PtyBoard
 
     started = []
 

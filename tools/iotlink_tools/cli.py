@@ -7,16 +7,8 @@ import importlib
 import sys
 
 # sub-command -> module under iotlink_tools that defines add_arguments(parser) and run(args).
-COMMANDS = {
-    "devserver": "cmd_devserver",
-    "sim": "sim",
-    "demo": "demo",
-    "flash": "flash",
-    "deploy": "deploy",
-    "provision": "provision",
-    "bundle": "bundle",
-    "mpy": "mpy",
-}
+COMMANDS = {name: f"commands.{name}" for name in
+            ("devserver", "sim", "demo", "flash", "deploy", "provision", "bundle", "mpy")}
 
 
 def _available():

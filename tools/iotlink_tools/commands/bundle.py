@@ -1,0 +1,112 @@
+"""Build an update package of the app: main.py and lib/iotlink/ as a tar, with its checksums.
+
+Upload the tar to ThingsBoard as an OTA package (firmware or software) with any checksum
+algorithm: the board verifies it before swapping the app in. The archive is reproducible (fixed
+times and owners, sorted names), so the same sources always give the same checksums.
+boot.py is left out on purpose: it runs ota.resume(), the code that recovers from a cut update.
+
+  iotlink bundle                                   # build/app.tar
+  iotlink bundle --mpy --algorithm MURMUR3_32
+  iotlink bundle --server http://127.0.0.1:8080 --device pump-17 --version 1.2.0   # devserver
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import tarfile
+import tempfile
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlencode
+
+from .. import LIB, REPO
+from ..devserver.checksums import ALGORITHMS, checksum
+
+DEFAULT_OUT = REPO / "build" / "app.tar"
+DEFAULT_TITLE = "iotlink"
+
+
+def app_files(mpy: bool = False, build_dir: Path | None = None) -> dict[str, Path]:
+    """Archive name -> source file of the app: main.py and the library (.py, or .mpy with mpy)."""
+    files = {"main.py": REPO / "main.py"} if (REPO / "main.py").exists() else {}
+    if mpy:
+        from .mpy import compile_library
+
+        out = build_dir or Path(tempfile.mkdtemp(prefix="iotlink-mpy-"))
+        sources = {f.relative_to(out): f for f in compile_library(out)}
+    else:
+        sources = {f.relative_to(LIB): f for f in (LIB / "iotlink").rglob("*.py")}
+    for rel, path in sorted(sources.items()):
+        files[f"lib/{rel.as_posix()}"] = path
+    return files
+
+
+def build(files: dict[str, Path | bytes]) -> bytes:
+    """A tar (GNU format, as `tar -cf` writes it) of name -> file or contents, folders included."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        folders = sorted({str(Path(name).parents[i]) for name in files
+                          for i in range(len(Path(name).parents) - 1)})
+        for name in folders:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for name in sorted(files):
+            src = files[name]
+            data = src if isinstance(src, bytes) else src.read_bytes()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def checksums(data: bytes) -> dict[str, str]:
+    return {name: checksum(name, data) for name in ALGORITHMS}
+
+
+def app_version() -> str:
+    text = (LIB / "iotlink" / "__init__.py").read_text()
+    return text.split("__version__ = ", 1)[1].split()[0].strip("\"'")
+
+
+def upload(server: str, data: bytes, device: str | None, title: str, version: str,
+           kind: str = "FIRMWARE", algorithm: str = "SHA256", timeout: float = 30) -> dict:
+    """Store the package on an iotlink devserver and assign it to a device (name, id or token)."""
+    query = {"title": title, "version": version, "kind": kind, "algorithm": algorithm}
+    if device:
+        query["device"] = device
+    req = urllib.request.Request(f"{server.rstrip('/')}/api/iotlink/package?{urlencode(query)}", data=data,
+                                 headers={"Content-Type": "application/octet-stream"}, method="POST")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.load(resp)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"the tar to write (default {DEFAULT_OUT})")
+    p.add_argument("--mpy", action="store_true", help="ship the library as .mpy bytecode (smaller, loads faster)")
+    p.add_argument("--algorithm", choices=ALGORITHMS, default="SHA256",
+                   help="the checksum to select in ThingsBoard (all are printed)")
+    p.add_argument("--server", help="an iotlink devserver URL: upload the package there")
+    p.add_argument("--device", help="with --server: assign the package to this device (name or token)")
+    p.add_argument("--title", default=DEFAULT_TITLE, help=f"package title (default {DEFAULT_TITLE})")
+    p.add_argument("--version", default=None, help="package version (default: the library's __version__)")
+    p.add_argument("--software", action="store_true", help="a software package (sw_*), not firmware (fw_*)")
+
+
+def run(args: argparse.Namespace) -> int:
+    data = build(app_files(args.mpy))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(data)
+    version = args.version or app_version()
+    print(f"{args.out}: {len(data)} bytes, title {args.title}, version {version}")
+    sums = checksums(data)
+    for name in [args.algorithm] + [a for a in ALGORITHMS if a != args.algorithm]:
+        print(f"  {name:<12} {sums[name]}")
+    if args.server:
+        kind = "SOFTWARE" if args.software else "FIRMWARE"
+        pkg = upload(args.server, data, args.device, args.title, version, kind, args.algorithm)
+        where = f", assigned to {args.device}" if args.device else ""
+        print(f"uploaded to {args.server} as {kind.lower()} package {pkg['id']}{where}")
+    return 0
