@@ -18,8 +18,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from iotlink_tools import FAKES, LIB
-from iotlink_tools.vboard import micropython_command, prepare_flash
+from iotlink_tools.vboard import FAKES, micropython_command, prepare_flash
+
+REPO = Path(__file__).resolve().parents[1]  # the checkout under test
+LIB = REPO / "lib"
 
 # ---- device code in micropython ----------------------------------------------------------
 MICROPYTHON = micropython_command()[0]

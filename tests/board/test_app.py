@@ -11,16 +11,14 @@ import re
 import shutil
 import time
 
-from support import TOKEN, config, console_has, flash, queued, records, run_mp, telemetry, wait_until
+from support import REPO, TOKEN, config, console_has, flash, queued, records, run_mp, telemetry, wait_until
 
-from iotlink_lab.bench_loop import compiled_fakes
 from iotlink_lab.faultproxy import FaultProxy
-from iotlink_lab.soak import numbered_sensors, readings
-from iotlink_tools import REPO
-from iotlink_tools.commands.mpy import compile_library
+from iotlink_tools.firmware import compile_library
 from iotlink_tools.devserver import DevServer
 from iotlink_tools.devserver.core import DeviceNotFound
-from iotlink_tools.vboard import Board, micropython_command
+from iotlink_tools.vboard import Board, compiled_fakes, micropython_command
+from iotlink_tools.vboard.sensors import numbered_sensors, readings
 
 # The shared attributes the loop reads: remote config, then the OTA announcements.
 FOLLOWED = ",".join(["interval_s"] + [f"{p}_{f}" for p in ("fw", "sw") for f in

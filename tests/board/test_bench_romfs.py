@@ -4,9 +4,8 @@ from it without copying its bytecode into the heap, and a board boots the firmwa
 import functools
 
 from iotlink_lab import bench_loop, bench_romfs
-from iotlink_tools import FAKES
-from iotlink_tools.commands.mpy import compile_library
-from iotlink_tools.vboard import FLASH_PACKAGE
+from iotlink_tools.firmware import PACKAGE, compile_library
+from iotlink_tools.vboard import FAKES
 from support import run_mp
 
 IMPORT_APP = """
@@ -40,4 +39,4 @@ def test_the_firmware_boots_from_romfs_and_delivers(tmp_path):
     image = bench_romfs.build_image(tmp_path / "iotlink.romfs")
     board = functools.partial(bench_romfs.romfs_board, image)
     assert bench_loop.loop_runs(256, tmp_path, iterations=3, timeout_s=20, make_board=board)
-    assert not (tmp_path / "flash-256" / FLASH_PACKAGE).exists()  # iotlink came from /rom only
+    assert not (tmp_path / "flash-256" / PACKAGE).exists()  # iotlink came from /rom only

@@ -1,4 +1,5 @@
-"""The hardware fakes (tests/fakes/machine.py, network.py) keep the contracts the host relies on."""
+"""The hardware fakes (machine.py, network.py in iotlink_tools/vboard/fakes/) keep the contracts the
+host relies on."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Virtual boards (vboard.py) and `iotlink sim`: flash layout, boot sequence, reboots, a fleet."""
+"""Virtual boards (iotlink_tools.vboard) and `iotlink sim`: flash layout, boot sequence, reboots, a fleet."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ import signal
 import subprocess
 
 import pytest
-from support import IOTLINK, alive, children, ctrl_c_works, wait_until
+from support import IOTLINK, REPO, alive, children, ctrl_c_works, wait_until
 
-from iotlink_tools import FAKES, REPO
 from iotlink_tools.commands.sim import create_devices, parse_pins, read_tokens
 from iotlink_tools.devserver.tb_device import parse_telemetry
 from iotlink_tools.rest import RestError
-from iotlink_tools.vboard import Board, board_env, micropython_command, prepare_flash
+from iotlink_tools.vboard import FAKES, Board, board_env, micropython_command, prepare_flash
 
 CONFIG = {"platform": "thingsboard", "server": "http://127.0.0.1:1", "token": "T", "pins": {"23": 23}}
 

@@ -10,10 +10,9 @@ import os
 import tarfile
 
 import pytest
-from support import REBOOT, boot, boot_until_idle, current, make_tar, script, states, tree, wire
+from support import REBOOT, REPO, boot, boot_until_idle, current, make_tar, script, states, tree, wire
 
 from iotlink_lab.faultproxy import FaultProxy
-from iotlink_tools import REPO
 from iotlink_tools.devserver.checksums import checksum
 from iotlink_tools.devserver.ota import fail_chunk
 

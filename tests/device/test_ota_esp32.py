@@ -1,5 +1,5 @@
-"""The fake esp32.Partition (tests/fakes/esp32.py): the official API, file-backed, with the
-bootloader's rollback. Each micropython run is one boot of the board."""
+"""The fake esp32.Partition (iotlink_tools/vboard/fakes/esp32.py): the official API, file-backed,
+with the bootloader's rollback. Each micropython run is one boot of the board."""
 
 import json
 

@@ -5,9 +5,8 @@ import tarfile
 import urllib.error
 
 import pytest
-from support import boot_until_idle, current, states, tree
+from support import LIB, REPO, boot_until_idle, current, states, tree
 
-from iotlink_tools import LIB, REPO
 from iotlink_tools.cli import main
 from iotlink_tools.commands.bundle import upload
 from iotlink_tools.devserver.checksums import ALGORITHMS, checksum

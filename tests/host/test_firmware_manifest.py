@@ -3,8 +3,7 @@
 from pathlib import Path
 
 import pytest
-
-from iotlink_tools import LIB, REPO
+from support import LIB, REPO
 
 
 @pytest.mark.parametrize("name,board_manifest", [

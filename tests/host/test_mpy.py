@@ -2,7 +2,7 @@
 
 import shutil
 
-from iotlink_tools.commands.mpy import compile_library
+from iotlink_tools.firmware import compile_library
 
 
 def test_mpy_build_replaces_the_source(tmp_path, server, device, mp):

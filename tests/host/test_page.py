@@ -9,9 +9,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from support import wait_until
+from support import REPO, wait_until
 
-from iotlink_tools import REPO
 from iotlink_tools.commands.sim import board_config
 from iotlink_tools.vboard import Board, prepare_flash
 

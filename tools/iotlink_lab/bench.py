@@ -12,10 +12,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from iotlink_tools import FAKES, LIB, REPO
-from iotlink_tools.commands.mpy import compile_library
+from iotlink_tools import firmware
 from iotlink_tools.devserver import DevServer
-from iotlink_tools.vboard import micropython_command
+from iotlink_tools.vboard import FAKES, micropython_command
 
 from . import bench_heap, bench_loop, bench_ota, bench_romfs
 from .tlsutil import make_pki
@@ -148,22 +147,22 @@ def throughput(url: str, work: Path, n: int) -> dict[str, float]:
     rates = {}
     for name, body in THROUGHPUT.items():
         out = micropython(PROGRAM.format(url=url, token=TOKEN, n=n, batch=BATCH, body=body), work,
-                          f"{LIB}:.frozen")
+                          f"{firmware.lib_dir()}:.frozen")
         rates[name] = out["points"] * 1000 / max(out["ms"], 1)
     return rates
 
 
 def heap_per_send(url: str, work: Path) -> dict[str, int]:
     return {name: micropython(HEAP_PROGRAM.format(url=url, token=TOKEN, body=body), work,
-                              f"{LIB}:.frozen")["bytes_per_send"]
+                              f"{firmware.lib_dir()}:.frozen")["bytes_per_send"]
             for name, body in HEAP_PER_SEND.items()}
 
 
 def import_ram(work: Path) -> dict[str, int]:
     mpy_dir = work / "mpy"
-    files = compile_library(mpy_dir)
+    files = firmware.compile_library(mpy_dir)
     figures = {}
-    for form, path in (("py", LIB), ("mpy", mpy_dir)):
+    for form, path in (("py", firmware.lib_dir()), ("mpy", mpy_dir)):
         ram = micropython(IMPORT_PROGRAM, work, f"{FAKES}:{path}:.frozen")
         figures[f"import thingsboard as .{form} (bytes)"] = ram["client"]
         figures[f"import the whole loop (app) as .{form} (bytes)"] = ram["loop"]
@@ -207,7 +206,7 @@ def run_all(n: int, heap_minutes: float) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="make bench", description=__doc__)
     p.add_argument("--points", type=int, default=1000, help="telemetry points per throughput row")
-    p.add_argument("--json", type=Path, default=REPO / "build" / "bench.json")
+    p.add_argument("--json", type=Path, default=Path("build") / "bench.json")
     p.add_argument("--heap-minutes", type=float, default=10, help="length of the heap-growth run")
     args = p.parse_args(argv)
     results = run_all(args.points, args.heap_minutes)

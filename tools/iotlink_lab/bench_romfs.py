@@ -23,8 +23,8 @@ from pathlib import Path
 
 from mpremote.romfs import make_romfs
 
-from iotlink_tools.commands.mpy import compile_library
-from iotlink_tools.vboard import BOOT_SEQUENCE, FLASH_PACKAGE, Board, micropython_command
+from iotlink_tools.firmware import PACKAGE, compile_library
+from iotlink_tools.vboard import BOOT_SEQUENCE, Board, compiled_fakes, micropython_command
 
 from . import bench_loop
 
@@ -36,7 +36,7 @@ def build_image(path: Path) -> Path:
     to path, as `mpremote romfs build` does."""
     with tempfile.TemporaryDirectory() as tmp:
         compile_library(Path(tmp) / "lib")
-        bench_loop.compiled_fakes(Path(tmp) / "firmware")
+        compiled_fakes(Path(tmp) / "firmware")
         with contextlib.redirect_stdout(io.StringIO()):  # make_romfs prints the tree it builds
             image = make_romfs(tmp, mpy_cross=False)
     path.write_bytes(image)
@@ -61,7 +61,7 @@ def mount_program(image: Path) -> str:
 
 def romfs_board(image: Path, flash: Path, heap_kb: int, work: Path) -> Board:
     """The firmware with the library only in ROMFS; heap_kb is the heap besides the image."""
-    shutil.rmtree(flash / FLASH_PACKAGE)  # nothing to import iotlink from but /rom/lib
+    shutil.rmtree(flash / PACKAGE)  # nothing to import iotlink from but /rom/lib
     board = Board(flash, "loop-romfs", env={"MICROPYPATH": "lib:.frozen"})
     # A board mounts its ROMFS before boot.py runs: the same boot, with the mount in front.
     heapsize = f"{heap_kb + image_kib(image)}K"

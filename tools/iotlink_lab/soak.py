@@ -21,42 +21,12 @@ from pathlib import Path
 
 from iotlink_tools.devserver import DevServer
 from iotlink_tools.vboard import Board, prepare_flash
+from iotlink_tools.vboard.sensors import numbered_sensors, readings
 
 from .faultproxy import FaultProxy
 
 KEYS = 20  # points per reading: one per key
 TOKEN = "SOAK_TOKEN"
-SEQ_FILE = "soak_seq"  # on the board's flash: how many readings were taken
-
-
-def numbered_sensors(keys: int = KEYS) -> str:
-    """A sensors.py whose readings have `keys` keys (s00, s01, ...), all carrying the reading's
-    number. The count is on flash before the reading is returned, so a reading is never
-    numbered twice, whatever the power does."""
-    return f"""
-import os
-try:
-    with open("{SEQ_FILE}") as f:
-        seq = int(f.read())
-except (OSError, ValueError):
-    seq = 0
-
-def read():
-    global seq
-    seq += 1
-    with open("{SEQ_FILE}.tmp", "w") as f:
-        f.write(str(seq))
-    os.rename("{SEQ_FILE}.tmp", "{SEQ_FILE}")
-    return {{"s%02d" % i: seq for i in range({keys})}}
-"""
-
-
-def readings(flash: Path) -> int:
-    """How many readings a board with numbered_sensors() has taken."""
-    seq = flash / SEQ_FILE
-    return int(seq.read_text()) if seq.exists() else 0
-
-
 def points_on_the_wire(server: DevServer) -> tuple[Counter, int]:
     """(key, seq) -> how many accepted telemetry requests carried it; and how many of those
     points came without a client timestamp (the server stamped them on arrival)."""
@@ -92,7 +62,7 @@ def run(minutes: float, rate: float, seed: int, kill_every_s: float, interval_s:
         server.add_device("soak-board", TOKEN)
         flash = prepare_flash(Path(tmp) / "flash", {
             "server": "", "token": TOKEN, "interval_s": interval_s, "backoff_max_s": 4, "pins": {}})
-        (flash / "sensors.py").write_text(numbered_sensors())
+        (flash / "sensors.py").write_text(numbered_sensors(KEYS))
         with FaultProxy(server.url, rate=rate, seed=seed, max_delay_s=3) as proxy:
             config = json.loads((flash / "config.json").read_text())
             config["server"] = proxy.url

@@ -21,26 +21,17 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlencode
 
-from .. import LIB, REPO
+from .. import firmware
 from ..devserver.checksums import ALGORITHMS, checksum
 
-DEFAULT_OUT = REPO / "build" / "app.tar"
+DEFAULT_OUT = Path("build") / "app.tar"
 DEFAULT_TITLE = "iotlink"
 
 
 def app_files(mpy: bool = False, build_dir: Path | None = None) -> dict[str, Path]:
     """Archive name -> source file of the app: main.py and the library (.py, or .mpy with mpy)."""
-    files = {"main.py": REPO / "main.py"} if (REPO / "main.py").exists() else {}
-    if mpy:
-        from .mpy import compile_library
-
-        out = build_dir or Path(tempfile.mkdtemp(prefix="iotlink-mpy-"))
-        sources = {f.relative_to(out): f for f in compile_library(out)}
-    else:
-        sources = {f.relative_to(LIB): f for f in (LIB / "iotlink").rglob("*.py")}
-    for rel, path in sorted(sources.items()):
-        files[f"lib/{rel.as_posix()}"] = path
-    return files
+    out = (build_dir or Path(tempfile.mkdtemp(prefix="iotlink-mpy-"))) if mpy else None
+    return {name: path for name, path in firmware.files(out).items() if name != "boot.py"}
 
 
 def build(files: dict[str, Path | bytes]) -> bytes:
@@ -64,11 +55,6 @@ def build(files: dict[str, Path | bytes]) -> bytes:
 
 def checksums(data: bytes) -> dict[str, str]:
     return {name: checksum(name, data) for name in ALGORITHMS}
-
-
-def app_version() -> str:
-    text = (LIB / "iotlink" / "__init__.py").read_text()
-    return text.split("__version__ = ", 1)[1].split()[0].strip("\"'")
 
 
 def upload(server: str, data: bytes, device: str | None, title: str, version: str,
@@ -99,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     data = build(app_files(args.mpy))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(data)
-    version = args.version or app_version()
+    version = args.version or firmware.version()
     print(f"{args.out}: {len(data)} bytes, title {args.title}, version {version}")
     sums = checksums(data)
     for name in [args.algorithm] + [a for a in ALGORITHMS if a != args.algorithm]:

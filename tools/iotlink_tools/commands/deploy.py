@@ -26,8 +26,7 @@ from typing import Callable, Iterator
 from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
 
-from .. import REPO
-from ..vboard import FLASH_FILES, FLASH_PACKAGE
+from .. import firmware
 
 CONFIG = "config.json"
 CHUNK = 1024  # bytes per write command: fewer round trips than mpremote's 256, small for any board
@@ -99,19 +98,8 @@ def reset(port: str) -> None:
 
 def app_files(mpy: bool = False) -> list[tuple[str, bytes]]:
     """(path on the board, content) of the app: boot.py, main.py, lib/iotlink/ (.py or .mpy)."""
-    files = [(name, (REPO / name).read_bytes()) for name in FLASH_FILES if (REPO / name).exists()]
-    if mpy:
-        from .mpy import compile_library
-
-        with tempfile.TemporaryDirectory() as out:
-            # compile_library writes out/iotlink/...: on the board that is lib/iotlink/...
-            for path in compile_library(Path(out)):
-                files.append(((FLASH_PACKAGE.parent / path.relative_to(out)).as_posix(), path.read_bytes()))
-    else:
-        package = REPO / FLASH_PACKAGE
-        for path in sorted(package.rglob("*.py")):
-            files.append(((FLASH_PACKAGE / path.relative_to(package)).as_posix(), path.read_bytes()))
-    return files
+    with tempfile.TemporaryDirectory() as out:
+        return [(name, path.read_bytes()) for name, path in firmware.files(Path(out) if mpy else None).items()]
 
 
 def secret_free(config: dict) -> dict:
@@ -161,8 +149,8 @@ def deploy(port: str, config: dict | None = None, mpy: bool = False,
     with raw_repl(port) as board:
         keep = {path for path, _ in files}
         _ensure_folders(board, sorted(keep))
-        for entry in board.fs_listdir(FLASH_PACKAGE.as_posix()):
-            path = (FLASH_PACKAGE / entry.name).as_posix()
+        for entry in board.fs_listdir(firmware.PACKAGE.as_posix()):
+            path = (firmware.PACKAGE / entry.name).as_posix()
             if path not in keep and not entry.st_mode & 0x4000:
                 board.fs_rmfile(path)  # a stale .py would shadow its new .mpy
                 progress(f"{path}: removed")

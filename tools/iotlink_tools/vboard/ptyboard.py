@@ -13,7 +13,7 @@ Two pseudo-terminals make this work: the board's (micropython's controlling term
 line discipline turns Ctrl-C into SIGINT exactly while the unix port is not reading the REPL) and
 the host's (the path tools open), with a relay between them that also keeps a console log.
 
-  python -m iotlink_tools.ptyboard FOLDER     runs one and prints its port, until Ctrl-C
+  python -m iotlink_tools.vboard.ptyboard FOLDER     runs one and prints its port, until Ctrl-C
 """
 
 from __future__ import annotations
@@ -330,10 +330,10 @@ def _send(fd: int, data: bytes, patience_s: float = 1.0) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iotlink_tools.ptyboard", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m iotlink_tools.vboard.ptyboard", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path, help="the board's flash (created if missing)")
-    parser.add_argument("--wifi", help="script for the fake Wi-Fi (tests/fakes/network.py), e.g. never")
+    parser.add_argument("--wifi", help="script for the fake Wi-Fi (vboard/fakes/network.py), e.g. never")
     args = parser.parse_args(argv)
     board = PtyBoard(args.folder, wifi=args.wifi).start()
     print(f"virtual board on {board.port} (flash {board.folder}); Ctrl-C powers it off", flush=True)

@@ -1,7 +1,7 @@
 # Fake `machine` for the MicroPython unix port: first on MICROPYPATH, it replaces the built-in.
 # Signatures follow docs.micropython.org/en/latest/library/machine*.html. Host contracts:
 #   * reset(), soft_reset(), deepsleep() and an expired WDT end the process with status 75:
-#     the virtual board (tools/iotlink_tools/vboard.py) starts it again, as a reboot;
+#     the virtual board (tools/iotlink_tools/vboard/board.py) starts it again, as a reboot;
 #   * every level a pin drives is appended to $IOTLINK_PIN_LOG as {"pin": id, "value": 0|1};
 #   * an input reads the level last written to that pin id (0 if never, 1 with PULL_UP);
 #   * reset_cause() returns $IOTLINK_RESET_CAUSE (default PWRON_RESET).
@@ -23,7 +23,7 @@ def _reboot(why):
     import sys
 
     print("machine: %s" % why)
-    sys.exit(75)  # the host's REBOOT_STATUS (tools/iotlink_tools/vboard.py)
+    sys.exit(75)  # the host's REBOOT_STATUS (tools/iotlink_tools/vboard/board.py)
 
 
 def _check_wdt():
