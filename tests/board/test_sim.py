@@ -12,6 +12,7 @@ from support import IOTLINK, REPO, alive, children, ctrl_c_works, wait_until
 
 from iotlink_tools.commands.sim import create_devices, parse_pins, read_tokens
 from iotlink_tools.devserver.tb_device import parse_telemetry
+from iotlink_tools.errors import ToolError
 from iotlink_tools.rest import RestError
 from iotlink_tools.vboard import FAKES, Board, board_env, micropython_command, prepare_flash
 
@@ -133,7 +134,7 @@ def test_read_tokens(tmp_path):
     fleet.write_text("# my boards\nAAA\n\nkitchen, BBB\nCCC\n")
     assert read_tokens(fleet) == [("sim-1", "AAA"), ("kitchen", "BBB"), ("sim-3", "CCC")]
     fleet.write_text("a,AAA\na,BBB\n")
-    with pytest.raises(SystemExit, match="unique"):
+    with pytest.raises(ToolError, match="unique"):
         read_tokens(fleet)
 
 

@@ -101,7 +101,7 @@ def test_mpy_deploy_replaces_sources_and_runs(server, pty_board):
 
 def test_missing_port_is_a_clear_error(capsys):
     assert cli.main(["deploy", "/dev/nonexistent-board"]) == 1
-    assert "iotlink deploy: cannot open /dev/nonexistent-board" in capsys.readouterr().err
+    assert "iotlink: error: cannot open /dev/nonexistent-board" in capsys.readouterr().err
 
 
 def test_secret_free_masks_every_secret():

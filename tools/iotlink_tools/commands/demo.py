@@ -15,6 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from ..devserver import DevServer
+from .devserver import start_server
 from .sim import ConsolePrinter, parse_pins, start_boards, stop_boards
 
 DEVICE = "demo-board"
@@ -52,10 +53,7 @@ def follow_telemetry(srv: DevServer, printer: ConsolePrinter) -> None:
 
 def run(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
-        try:
-            srv = DevServer(args.host, args.port).start()
-        except OSError as exc:
-            raise SystemExit(f"cannot serve on {args.host}:{args.port} ({exc.strerror}): try --port 0")
+        srv = start_server(args.host, args.port)
         stack.callback(srv.stop)
         srv.add_device(DEVICE, TOKEN)
         folder = args.dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="iotlink-demo-")))

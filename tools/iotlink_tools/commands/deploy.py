@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +26,7 @@ from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
 
 from .. import firmware
+from ..errors import ToolError
 
 CONFIG = "config.json"
 CHUNK = 1024  # bytes per write command: fewer round trips than mpremote's 256, small for any board
@@ -39,7 +39,7 @@ FRIENDLY_PROMPT = b">>> "
 Progress = Callable[[str], None]
 
 
-class BoardError(Exception):
+class BoardError(ToolError):
     """The board could not be reached or refused what it was sent."""
 
 
@@ -187,14 +187,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config) if args.config else None
-        files = deploy(args.port, config, args.mpy)
-        if args.reset:
-            reset(args.port)
-    except BoardError as exc:
-        print(f"iotlink deploy: {exc}", file=sys.stderr)
-        return 1
+    config = load_config(args.config) if args.config else None
+    files = deploy(args.port, config, args.mpy)
+    if args.reset:
+        reset(args.port)
     for path, size, action in files:
         print(f"{size:7d}  {path:28s} {action}")
     if config is not None:

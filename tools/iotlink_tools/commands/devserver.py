@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import time
 
 from ..devserver import DevServer
+from ..errors import ToolError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,8 +18,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="create a device at start-up (repeatable)")
 
 
+def start_server(host: str, port: int, **options) -> DevServer:
+    """A started DevServer; a ToolError when it cannot listen there (the port is taken...) or
+    cannot open its database."""
+    try:
+        return DevServer(host, port, **options).start()
+    except sqlite3.Error as exc:
+        raise ToolError(f"cannot use the database {options.get('db')}: {exc}") from exc
+    except OSError as exc:
+        raise ToolError(f"cannot serve on {host}:{port} ({exc.strerror or exc}): try another --port, "
+                        "or --port 0 for any free one") from exc
+
+
 def run(args: argparse.Namespace) -> int:
-    srv = DevServer(args.host, args.port, db=args.db).start()
+    srv = start_server(args.host, args.port, db=args.db)
     for spec in args.device:
         name, _, token = spec.partition(":")
         try:

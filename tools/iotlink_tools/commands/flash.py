@@ -25,6 +25,8 @@ from typing import Callable
 from esptool.cmds import attach_flash, detect_chip, erase_flash, reset_chip, run_stub, write_flash
 from esptool.util import FatalError, NotImplementedInROMError
 
+from ..errors import ToolError
+
 ESP_IMAGE_MAGIC = 0xE9
 UF2_BLOCK = 512
 UF2_MAGIC_START0, UF2_MAGIC_START1, UF2_MAGIC_END = 0x0A324655, 0x9E5D5157, 0x0AB16F30
@@ -41,8 +43,8 @@ INFO_FILE = "INFO_UF2.TXT"
 Log = Callable[[str], None]
 
 
-class FlashError(Exception):
-    pass
+class FlashError(ToolError):
+    """The image is unusable, or the board could not be flashed."""
 
 
 # ---- images ------------------------------------------------------------------------------
@@ -240,10 +242,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        flash(args.firmware, args.port, args.drive, args.erase, args.baud, args.offset, args.timeout)
-    except FlashError as exc:
-        print(f"iotlink flash: {exc}", file=sys.stderr)
-        return 1
+    flash(args.firmware, args.port, args.drive, args.erase, args.baud, args.offset, args.timeout)
     print("done")
     return 0

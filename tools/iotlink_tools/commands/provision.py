@@ -48,6 +48,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..errors import PREFIX, ToolError
 from ..rest import RestError, ThingsBoardREST
 from . import flash as flashing
 from .deploy import BoardError, deploy, load_config, reset
@@ -110,7 +111,7 @@ def read_fleet(path: Path) -> tuple[list[Board], list[Result], list[str]]:
             reader = csv.DictReader(f)
             header = [h.strip() for h in reader.fieldnames or []]
             if "name" not in header:
-                raise SystemExit(f"iotlink provision: {path} needs a header row with a 'name' column")
+                raise ToolError(f"{path} needs a header row with a 'name' column")
             unknown = [h for h in header if h not in COLUMNS]
             if unknown:
                 warnings.append(f"columns ignored: {', '.join(unknown)} (known: {', '.join(COLUMNS)})")
@@ -129,9 +130,9 @@ def read_fleet(path: Path) -> tuple[list[Board], list[Result], list[str]]:
                     ports.add(cells["port"])
                 boards.append(Board(row, **cells))
     except OSError as exc:
-        raise SystemExit(f"iotlink provision: cannot read {path}: {exc.strerror}") from None
+        raise ToolError(f"cannot read {path}: {exc.strerror}") from None
     except csv.Error as exc:
-        raise SystemExit(f"iotlink provision: {path} is not a readable CSV file: {exc}") from None
+        raise ToolError(f"{path} is not a readable CSV file: {exc}") from None
     return boards, bad, warnings
 
 
@@ -176,7 +177,7 @@ class State:
         except FileNotFoundError:
             self.boards = {}
         except ValueError:
-            raise SystemExit(f"iotlink provision: {path} is damaged; move it away to start over") from None
+            raise ToolError(f"{path} is damaged; move it away to start over") from None
 
     def get(self, name: str) -> dict:
         with self._lock:
@@ -260,7 +261,7 @@ class Fleet:
             done = subprocess.run(command, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
             lines = (done.stderr + done.stdout).strip().splitlines()
-            said = [line.removeprefix("iotlink flash: ") for line in lines if line.startswith("iotlink flash: ")]
+            said = [line.removeprefix(PREFIX) for line in lines if line.startswith(PREFIX)]
             raise flashing.FlashError((said or lines or ["failed"])[-1])
         board.port = self.wait_for_port(board)
 
@@ -424,39 +425,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     run_group.add_argument("--force", action="store_true", help="redo boards an earlier run finished")
 
 
-def _check_options(args: argparse.Namespace) -> str | None:
+def _check_options(args: argparse.Namespace) -> None:
+    """A ToolError for options a run cannot go far with, before anything is touched."""
     if not args.url:
-        return "give the server with --url or $IOTLINK_SERVER"
+        raise ToolError("give the server with --url or $IOTLINK_SERVER")
     if not args.user or args.password is None:
-        return "give the tenant account with --user/--password or $IOTLINK_USER/$IOTLINK_PASSWORD"
+        raise ToolError("give the tenant account with --user/--password or $IOTLINK_USER/$IOTLINK_PASSWORD")
     if bool(args.provision_key) != bool(args.provision_secret):
-        return "--provision-key and --provision-secret go together"
-    if args.firmware:
-        try:
-            if flashing.image_kind(args.firmware) == "uf2":
-                flashing.uf2_families(args.firmware)
-        except flashing.FlashError as exc:
-            return str(exc)
-    return None
+        raise ToolError("--provision-key and --provision-secret go together")
+    if args.firmware and flashing.image_kind(args.firmware) == "uf2":
+        flashing.uf2_families(args.firmware)  # a damaged image fails the run, not every board
 
 
 def run(args: argparse.Namespace) -> int:
     console = Console(highlight=False, soft_wrap=True)  # log lines stay whole in files and CI logs
-    problem = _check_options(args)
-    if problem:
-        console.print(f"iotlink provision: {escape(problem)}")
-        return 2
+    _check_options(args)
     args.device_server = args.device_server or args.url
     base = args.fleet.with_suffix("")
     state = State(args.state or base.with_name(base.name + ".state.json"))
     boards, results, warnings = read_fleet(args.fleet)
     for warning in warnings:
         console.print(f"[yellow]{escape(args.fleet.name)}: {escape(warning)}")
-    try:
-        base_config = load_config(args.config) if args.config else {}
-    except BoardError as exc:
-        console.print(f"iotlink provision: {escape(str(exc))}")
-        return 2
+    base_config = load_config(args.config) if args.config else {}
     todo = []
     for board in boards:
         earlier = state.get(board.name)
@@ -471,8 +461,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             rest.login()  # wrong credentials stop the run before any board is touched
         except RestError as exc:
-            console.print(escape(f"iotlink provision: cannot log in to {args.url} as {args.user}: {exc}"))
-            return 2
+            raise ToolError(f"cannot log in to {args.url} as {args.user}: {exc}") from exc
     columns = (SpinnerColumn(), TextColumn("{task.description:<20}"), BarColumn(bar_width=20),
                TextColumn("{task.fields[stage]}"), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:

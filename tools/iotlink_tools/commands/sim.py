@@ -21,6 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
+from ..errors import ToolError
 from ..rest import RestError, ThingsBoardREST
 from ..vboard import Board, prepare_flash
 
@@ -59,11 +60,11 @@ def read_tokens(path: Path, prefix: str = "sim") -> list[tuple[str, str]]:
         name, _, token = line.rpartition(",")
         name, token = name.strip() or f"{prefix}-{len(boards) + 1}", token.strip()
         if not token:
-            raise SystemExit(f"{path}:{number}: no token")
+            raise ToolError(f"{path}:{number}: no token")
         boards.append((name, token))
     names = [name for name, _ in boards]
     if len(set(names)) != len(names):
-        raise SystemExit(f"{path}: board names must be unique")
+        raise ToolError(f"{path}: board names must be unique")
     return boards
 
 
@@ -139,14 +140,14 @@ def run(args: argparse.Namespace) -> int:
         try:
             boards = create_devices(args.server, args.user, password, names)
         except RestError as exc:
-            raise SystemExit(f"--create: {exc}")
+            raise ToolError(f"--create: {exc}") from exc
     elif args.token:
         boards = [(f"{args.name}-1", args.token)]
     else:
         boards = read_tokens(args.tokens, args.name)
     count = len(boards) if args.count is None else args.count
     if not 1 <= count <= len(boards):
-        raise SystemExit(f"--count {count}: there are tokens for {len(boards)} board(s)")
+        raise ToolError(f"--count {count}: there are tokens for {len(boards)} board(s)")
     boards = boards[:count]
     printer = ConsolePrinter([name for name, _ in boards])
     running = start_boards(boards, args.dir, args.server, args.pins, args.interval, printer,
