@@ -11,14 +11,17 @@ import re
 import shutil
 import time
 
+import pytest
 from support import REPO, TOKEN, config, console_has, flash, queued, records, run_mp, telemetry, wait_until
 
 from iotlink_lab.faultproxy import FaultProxy
-from iotlink_tools.firmware import compile_library
 from iotlink_tools.devserver import DevServer
 from iotlink_tools.devserver.core import DeviceNotFound
+from iotlink_tools.firmware import compile_library
 from iotlink_tools.vboard import Board, compiled_fakes, micropython_command
 from iotlink_tools.vboard.sensors import numbered_sensors, readings
+
+pytestmark = pytest.mark.slow  # the firmware's loop on virtual boards
 
 # The shared attributes the loop reads: remote config, then the OTA announcements.
 FOLLOWED = ",".join(["interval_s"] + [f"{p}_{f}" for p in ("fw", "sw") for f in

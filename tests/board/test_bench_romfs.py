@@ -3,6 +3,7 @@ from it without copying its bytecode into the heap, and a board boots the firmwa
 
 import functools
 
+import pytest
 from iotlink_lab import bench_loop, bench_romfs
 from iotlink_tools.firmware import PACKAGE, compile_library
 from iotlink_tools.vboard import FAKES
@@ -35,6 +36,7 @@ def test_the_library_imports_from_romfs_without_its_bytecode_in_the_heap(tmp_pat
     assert from_rom["heap"] < from_files["heap"] - app_mpy
 
 
+@pytest.mark.slow
 def test_the_firmware_boots_from_romfs_and_delivers(tmp_path):
     image = bench_romfs.build_image(tmp_path / "iotlink.romfs")
     board = functools.partial(bench_romfs.romfs_board, image)

@@ -73,6 +73,7 @@ def interrupted_lines(console):
     return [int(line) for line in lines]
 
 
+@pytest.mark.slow
 def test_a_busy_app_is_interrupted_only_while_it_waits(pty_board, tmp_path):
     board = powered_on_with(pty_board, tmp_path, "busy", BUSY_APP)
     for boot in range(1, 7):
@@ -120,6 +121,7 @@ def test_an_app_that_never_waits_is_interrupted_all_the_same(pty_board, tmp_path
     assert interrupted_lines(board.console()) == [3]
 
 
+@pytest.mark.slow
 def test_an_app_that_catches_the_first_ctrl_c_is_still_deployed(pty_board, tmp_path):
     board = powered_on_with(pty_board, tmp_path, "stubborn", STUBBORN_APP)
     wait_for_console(board, "stubborn app running", 1)
@@ -168,7 +170,7 @@ def fake_device(answer=lambda byte: None):
 def test_nothing_answering_is_a_clear_error(quick, capsys):
     with fake_device() as (path, received):
         assert cli.main(["deploy", path]) == 1
-    assert f"iotlink deploy: {path}: no MicroPython prompt after 3 Ctrl-C, 0.3 s each " \
+    assert f"iotlink: error: {path}: no MicroPython prompt after 3 Ctrl-C, 0.3 s each " \
            "(is a MicroPython board on this port?)" in capsys.readouterr().err
     assert bytes(received) == b"\r\x03\x02" * 3  # three tries, then nothing else was sent
 

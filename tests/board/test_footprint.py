@@ -7,6 +7,7 @@ announced. Runs the real App against the devserver, one boot per run.
 
 import json
 
+import pytest
 from support import all_records, telemetry
 
 LOOP = """
@@ -33,6 +34,7 @@ def fw_states(server):
     return [r.get("values", r) for r in all_records(telemetry(server)) if "fw_state" in r.get("values", r)]
 
 
+@pytest.mark.slow
 def test_the_ota_code_is_loaded_only_for_a_package_other_than_the_running_one(mp, server, device):
     # Nothing announced: after the start-up report (current_fw_*) the OTA code is gone.
     assert boot(mp, server) == [[], []]

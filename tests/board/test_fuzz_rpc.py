@@ -15,6 +15,8 @@ from support import config, flash, records, telemetry, wait_until
 from iotlink_tools.devserver import DevServer
 from iotlink_tools.vboard import Board
 
+pytestmark = pytest.mark.slow  # the firmware's loop on a virtual board
+
 PINS = {"23": 23, "led": "LED"}
 ALLOWED_IDS = set(PINS.values())
 

@@ -1,9 +1,12 @@
 """An update through the real firmware loop: announced, downloaded, swapped in, rebooted, UPDATED."""
 
+import pytest
 from support import all_records, config, flash, records, telemetry, wait_until
 
 from iotlink_tools.commands.bundle import app_files, build
 from iotlink_tools.vboard import Board
+
+pytestmark = pytest.mark.slow  # the firmware's loop on a virtual board
 
 
 def fw_states(server):

@@ -1,6 +1,9 @@
 """The done-when target: a 1 MiB package updates a virtual board whose heap is 64 KiB."""
 
+import pytest
 from iotlink_lab import bench_ota
+
+pytestmark = pytest.mark.slow  # a bench
 
 
 def test_one_mib_update_in_a_64k_heap():

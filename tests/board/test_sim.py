@@ -149,6 +149,7 @@ def test_create_devices_through_the_rest_api_and_reuse_them(server):
         create_devices(server.url, "tenant@thingsboard.org", "wrong", ["sim-3"])
 
 
+@pytest.mark.slow
 def test_sim_runs_a_fleet_that_reports_to_one_server(server, tmp_path):
     devices = [server.add_device(f"dev-{i}", f"TOKEN_{i}") for i in range(4)]
     fleet = tmp_path / "fleet.txt"

@@ -10,9 +10,12 @@ import re
 import time
 from datetime import datetime, timezone
 
+import pytest
 from support import config, console_has, flash, queued, wait_until
 
 from iotlink_tools.vboard import Board
+
+pytestmark = pytest.mark.slow  # the firmware's loop on virtual boards
 
 SENSORS = "def read():\n    return {'temperature': 21.5, 'door': 'open', 'bad key': 1, 'nothing': None}\n"
 

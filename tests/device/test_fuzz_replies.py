@@ -107,6 +107,7 @@ def board():
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@pytest.mark.slow
 @given(reply=replies(), call=st.sampled_from(["wait_rpc", "wait_attributes", "request_attributes",
                                                "send_telemetry", "call_rpc", "provision"]),
        transport=st.sampled_from(["requests", "keepalive"]))

@@ -59,6 +59,7 @@ def test_a_slow_association_is_waited_for(mp):
     assert run.result == ["ok", "10.0.0.2"]
 
 
+@pytest.mark.slow
 def test_up_retries_a_bounded_number_of_times(mp):
     run = wifi_run(mp, "out(attempt(net.up, wifi, 3, 500))\nout(network.connects)", "fail_first:1")
     assert run.results == [["ok", "10.0.0.2"], 2]

@@ -290,6 +290,7 @@ def test_a_silent_channel_is_reopened_after_two_keepalives(mp):
         raw.stop()
 
 
+@pytest.mark.slow
 def test_a_server_that_never_answers_or_is_down_only_delays(mp):
     import socket
 

@@ -131,6 +131,7 @@ out(tb.wait_rpc(timeout_ms=200))
     assert server.wait_rpc_reply("test-device", 0, 1) == {"pin": "23", "value": 1}
 
 
+@pytest.mark.slow
 def test_long_polls_ask_at_most_25_s_and_treat_503_as_poll_again(server, device, mp):
     # The devserver's async cap is 3 s (ThingsBoard's is 30 s): longer polls end in 503.
     run = mp(tb(server.url) + "out(tb.wait_rpc(timeout_ms=600000))")

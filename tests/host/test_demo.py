@@ -14,6 +14,7 @@ import pytest
 from support import IOTLINK, alive, children, ctrl_c_works, wait_until
 
 
+@pytest.mark.slow
 def test_demo_shows_telemetry_and_stops_cleanly_on_ctrl_c(tmp_path):
     demo = subprocess.Popen([IOTLINK, "demo", "--port", "0", "--interval", "1", "--dir", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

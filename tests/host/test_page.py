@@ -122,6 +122,7 @@ def browser(tmp_path):
     driver.quit()
 
 
+@pytest.mark.browser
 def test_page_shows_live_telemetry_and_switches_a_pin(server, device, board, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

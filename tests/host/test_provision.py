@@ -46,6 +46,7 @@ def assert_no_secrets(text, *secrets):
         assert secret not in text
 
 
+@pytest.mark.slow
 def test_three_boards_online_in_one_run_then_already_done(server, pty_board, fleet, tmp_path):
     boards = {f"pump-{i}": pty_board(f"pump-{i}") for i in range(3)}
     rows = [{"name": name, "port": b.port} for name, b in boards.items()]
@@ -126,6 +127,7 @@ def test_existing_device_with_the_csv_token_is_reused(server, pty_board, fleet):
     assert server.requests_to("/api/device", "POST") == []
 
 
+@pytest.mark.slow
 def test_board_that_never_reports_is_retried_then_reported(server, pty_board, fleet):
     silent, good = pty_board("silent", wifi="never"), pty_board("good")
     status, report, out = fleet([{"name": "silent", "port": silent.port}, {"name": "good", "port": good.port}],
@@ -142,6 +144,7 @@ def test_board_that_never_reports_is_retried_then_reported(server, pty_board, fl
     assert "silent: failed (confirm: no telemetry" in out
 
 
+@pytest.mark.slow
 def test_rerun_after_a_failure_reuses_the_device_it_created(server, pty_board, fleet):
     silent = pty_board("b1", wifi="never")
     status, report, _ = fleet([{"name": "pump-1", "port": silent.port}], "--confirm-timeout", "1", "--retries", "0")
@@ -158,6 +161,7 @@ def test_rerun_after_a_failure_reuses_the_device_it_created(server, pty_board, f
     assert board_config(fixed)["token"] == server.device("pump-1")["token"]
 
 
+@pytest.mark.slow
 def test_wrong_password_stops_before_any_board(server, pty_board, fleet, tmp_path, capsys):
     board = pty_board("b")
     fleet.path.write_text(f"name,port\npump-1,{board.port}\n")
@@ -184,6 +188,7 @@ def test_credentials_from_environment(server, pty_board, fleet, monkeypatch, cap
     assert_no_secrets(out, server.device("pump-1")["token"])
 
 
+@pytest.mark.slow
 def test_token_expiry_mid_run_refreshes(server, pty_board, fleet):
     server.rest.access_lifetime_s = 1  # every access token expires within the run
     boards = [pty_board(f"b{i}") for i in range(3)]
@@ -225,6 +230,7 @@ def test_rows_without_port_get_the_usb_boards(server, pty_board, fleet, monkeypa
     assert report["c"]["status"] == "failed" and report["a"]["status"] == "already done"
 
 
+@pytest.mark.slow
 def test_flashing_failures_reported(server, pty_board, fleet, tmp_path):
     """The flash step runs `iotlink flash` per board: a virtual board is no ESP32, and a row
     without a type cannot be flashed at all. Neither board gets the app."""

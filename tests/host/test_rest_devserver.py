@@ -268,6 +268,7 @@ def test_twoway_rpc_reply_not_json_is_406(server, jwt):
     assert status == 406
 
 
+@pytest.mark.slow
 def test_oneway_rpc_200_once_delivered(server, jwt):
     dev = server.add_device("o", "OO")
     device = answer_rpcs(server, dev["id"], None)
