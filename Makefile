@@ -1,10 +1,11 @@
-# iotlink: `make run` shows a virtual board working, `make test` runs every test.
+# iotlink: `make run` shows a virtual board working, `make test` runs every test, `make test-fast` the
+# quick ones (no firmware loop on virtual boards, no bench, no browser: not marked slow or browser).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench mpy soak clean
+.PHONY: run test test-fast bench mpy soak clean
 
 # One pinned file (pyproject.toml) says what the host needs; reinstall only when it changes.
 $(STAMP): pyproject.toml
@@ -24,15 +25,18 @@ $(BROWSER) &:
 test: $(STAMP) $(BROWSER)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not browser" $(PYTEST_ARGS)
+
 bench: $(STAMP)
-	$(BIN)/python -m iotlink_tools.bench
+	$(BIN)/python -m iotlink_lab.bench
 
 mpy: $(STAMP)
 	$(BIN)/iotlink mpy
 
 MINUTES ?= 5
 soak: $(STAMP)
-	$(BIN)/python -m iotlink_tools.soak --minutes $(MINUTES)
+	$(BIN)/python -m iotlink_lab.soak --minutes $(MINUTES)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 from support import run_mp
 
@@ -30,7 +32,7 @@ def mp(tmp_path):
 def pty_board(tmp_path):
     """Start virtual boards on pseudo-terminals: pty_board("b1", wifi=...) -> PtyBoard, its flash
     tmp_path/b1 (empty: a board fresh from the factory). All are powered off after the test."""
-    from iotlink_tools.ptyboard import PtyBoard
+    from iotlink_tools.vboard.ptyboard import PtyBoard
 
     started = []
 
@@ -42,3 +44,27 @@ def pty_board(tmp_path):
     yield start
     for board in started:
         board.stop()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        if os.environ.get("CI"):
+            pytest.fail("chromium/chromium-driver missing: `make test` installs them")
+        pytest.skip("chromium/chromium-driver missing: `make test` installs them")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--window-size=1100,700", f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    yield driver
+    driver.quit()

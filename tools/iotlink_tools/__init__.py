@@ -1,8 +1,2 @@
-"""Host-side tools for iotlink."""
-
-from pathlib import Path
-
-# The repository this package is installed from (editable install): lib/, boot.py, main.py.
-REPO = Path(__file__).resolve().parents[2]
-LIB = REPO / "lib"
-FAKES = REPO / "tests" / "fakes"
+"""Host-side tools for iotlink: the `iotlink` command (cli.py, commands/), the devserver, virtual
+boards (vboard/) and the firmware they install (firmware.py)."""

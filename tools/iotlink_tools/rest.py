@@ -21,11 +21,13 @@ from http.client import HTTPException
 from typing import Any, Iterator, NamedTuple
 from urllib.parse import quote, urlencode
 
+from .errors import ToolError
+
 JWT_TOKEN_EXPIRED = 11  # ThingsBoard's errorCode for an expired (or badly signed) token
 MAX_REPLY = 16 * 1024 * 1024
 
 
-class RestError(Exception):
+class RestError(ToolError):
     """A failed REST call: the HTTP status (0 when no reply came), the server's message and errorCode."""
 
     def __init__(self, status: int, message: str, error_code: int | None = None):

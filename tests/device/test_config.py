@@ -1,0 +1,188 @@
+"""config.json on the board: checks that name the bad key, defaults, an atomic token save."""
+
+import json
+
+import pytest
+from support import LOAD, load
+
+SECRETS = ("S3CRET-TOKEN", "WIFI-PASSWORD", "PROVISION-SECRET", "ACTIVATION-CODE")
+
+GOOD = {
+    "platform": "thingsboard",
+    "server": "https://thingsboard.cloud",
+    "ca": "ca.der",
+    "token": "S3CRET-TOKEN",
+    "wifi": {"ssid": "lab", "password": "WIFI-PASSWORD"},
+    "interval_s": 10,
+    "pins": {"23": 23, "led": "LED"},
+}
+
+def with_(changes, drop=()):
+    cfg = json.loads(json.dumps(GOOD))
+    cfg.update(changes)
+    for key in drop:
+        cfg.pop(key)
+    return cfg
+
+
+def test_a_good_config_loads_with_defaults(mp):
+    run = load(mp, {"server": "http://10.0.0.1:8080", "token": "T"})
+    kind, cfg = run.result
+    assert kind == "ok"
+    assert cfg == {"server": "http://10.0.0.1:8080", "token": "T", "platform": "thingsboard",
+                   "interval_s": 10, "pins": {}, "backoff_max_s": 60, "queue_kb": 64}
+    kind, cfg = load(mp, GOOD).result
+    assert kind == "ok" and cfg["pins"] == {"23": 23, "led": "LED"} and cfg["wifi"]["ssid"] == "lab"
+
+
+def test_provisioning_and_activation_replace_the_token(mp):
+    prov = with_({"provision": {"device_name": "pump-17", "key": "K", "secret": "PROVISION-SECRET"}},
+                 drop=["token"])
+    assert load(mp, prov).result[0] == "ok"
+    tt = with_({"platform": "thethings", "activation_code": "ACTIVATION-CODE"}, drop=["token"])
+    assert load(mp, tt).result[0] == "ok"
+
+
+@pytest.mark.parametrize("cfg,says", [
+    (None, "config.json not found"),
+    ('{"server": "http://x", ', "config.json is not valid JSON"),
+    ([1, 2], "must hold a JSON object"),
+    (with_({"platform": "aws"}), "'platform' must be one of thingsboard, thethings"),
+    (with_({}, drop=["server"]), "'server' is missing"),
+    (with_({"server": 8080}), "'server' must be a non-empty string (got 8080)"),
+    (with_({"server": "ftp://files"}), "'server' must start with http:// or https://"),
+    (with_({"token": ""}), "'token' must be a non-empty string (got an empty string)"),
+    (with_({"token": "S3CRET-TOKEN/x"}), "'token' must not contain '/'"),
+    (with_({}, drop=["token"]), "no 'token': give the device's access token or a 'provision' block"),
+    (with_({"platform": "thethings"}, drop=["token"]), "no 'token': give the thing token or an 'activation_code'"),
+    (with_({"wifi": "lab"}), "'wifi' must be an object (got a string)"),
+    (with_({"wifi": {"password": "WIFI-PASSWORD"}}), "'wifi.ssid' is missing"),
+    (with_({"wifi": {"ssid": "lab", "password": 1234}}), "'wifi.password' must be a string (got 1234)"),
+    (with_({"wifi": {"ssid": "lab", "pass": "WIFI-PASSWORD"}}), "'wifi.pass' is not a known key"),
+    (with_({"provision": {"key": "K"}}, drop=["token"]), "'provision.secret' is missing"),
+    (with_({"provision": {"key": "K", "secret": ["PROVISION-SECRET"]}}), "'provision.secret' must be a non-empty string (got list)"),
+    (with_({"activation_code": 5}), "'activation_code' must be a non-empty string (got 5)"),
+    (with_({"interval_s": "10"}), "'interval_s' must be a positive number of seconds (got a string)"),
+    (with_({"interval_s": 0}), "'interval_s' must be a positive number of seconds (got 0)"),
+    (with_({"interval_s": -5}), "'interval_s' must be a positive number of seconds (got -5)"),
+    (with_({"interval_s": True}), "'interval_s' must be a positive number of seconds (got true)"),
+    (with_({"backoff_max_s": None}), "'backoff_max_s' must be a positive number of seconds (got null)"),
+    (with_({"pins": ["23"]}), "'pins' must be an object of name: pin id (got list)"),
+    (with_({"pins": {"23": 23, "led": 1.5}}), "pins['led'] must be a pin number (int >= 0) or a pin name"),
+    (with_({"pins": {"x": -1}}), "pins['x'] must be a pin number (int >= 0) or a pin name like \"LED\" (got -1)"),
+    (with_({"pins": {"x": ""}}), "pins['x'] must be a pin number"),
+    (with_({"pins": {"x": True}}), "pins['x'] must be a pin number"),
+    (with_({"wdt_ms": 500}), "'wdt_ms' must be an integer >= 1000 (got 500)"),
+    (with_({"wdt_ms": 5000.0}), "'wdt_ms' must be an integer >= 1000 (got 5000.0)"),
+    (with_({"queue_kb": 2}), "'queue_kb' must be an integer >= 8 (got 2)"),
+])
+def test_a_bad_config_is_refused_with_a_message_naming_the_key(mp, cfg, says):
+    if cfg is None:
+        run = mp(LOAD)
+    else:
+        run = load(mp, cfg)
+    kind, message = run.result
+    assert kind == "error"
+    assert message.startswith("config.json")
+    assert says in message
+    for secret in SECRETS:
+        assert secret not in run.stdout
+
+
+def test_unknown_keys_are_reported_and_ignored(mp):
+    run = load(mp, with_({"intervall_s": 5}))
+    assert run.result[0] == "ok"
+    assert "config: unknown key 'intervall_s' ignored" in run.stdout
+
+
+def test_a_file_is_checked_once_a_boot_and_again_when_it_changes(mp):
+    # boot.py loads config.json, then main.py: the second load must not run the checks (and
+    # load their code) again, but a changed file is checked again.
+    (mp.flash / "config.json").write_text(json.dumps(with_({"intervall_s": 5})))
+    run = mp("""
+import sys
+from iotlink import config
+loaded = []
+config.load()
+real = config.check
+def counting(cfg):
+    loaded.append(1)
+    return real(cfg)
+config.check = counting
+second = config.load()
+with open("config.json", "w") as f:
+    f.write('{"server": "http://h", "token": "T", "interval_s": -1}')
+try:
+    config.load()
+    third = "ok"
+except config.ConfigError as e:
+    third = str(e)
+out([len(loaded), second["interval_s"], third])
+""")
+    checks, interval, third = run.result
+    assert checks == 1  # only for the changed file
+    assert interval == 10
+    assert third.startswith("config.json") and "interval_s" in third
+    assert run.stdout.count("unknown key 'intervall_s'") == 1
+
+
+def test_a_changed_file_is_checked_again_even_when_its_str_hash_is_the_same(mp):
+    # Same length, same 16-bit str hash(): only the changed file has a bad interval_s.
+    checked = '{"server": "http://h", "token": "T0000", "interval_s": 10}'
+    changed = '{"server": "http://h", "token": "Tat8p", "interval_s": -1}'
+    assert len(changed) == len(checked)  # the old cache key held the length too
+    (mp.flash / "config.json").write_text(checked)
+    run = mp("""
+from iotlink import config
+config.load()
+changed = %r
+with open("config.json", "w") as f:
+    f.write(changed)
+try:
+    config.load()
+    outcome = "ok"
+except config.ConfigError as e:
+    outcome = str(e)
+out([hash(changed) == hash(%r), outcome])
+""" % (changed, checked))
+    same_hash, outcome = run.result
+    assert same_hash  # else this port's hash() changed and the test no longer covers a collision
+    assert outcome.startswith("config.json") and "interval_s" in outcome
+
+
+def test_save_token_replaces_the_file_atomically_and_keeps_every_other_key(mp):
+    cfg = with_({"provision": {"device_name": "pump-17", "key": "K", "secret": "PROVISION-SECRET"},
+                 "custom": {"kept": [1, 2]}}, drop=["token"])
+    (mp.flash / "config.json").write_text(json.dumps(cfg, indent=2))
+    mp("""
+from iotlink import config
+config.save_token("NEW-TOKEN")
+out(config.load()["token"])
+""")
+    saved = json.loads((mp.flash / "config.json").read_text())
+    assert saved == {**cfg, "token": "NEW-TOKEN"}
+    assert sorted(p.name for p in mp.flash.iterdir() if p.name.startswith("config")) == ["config.json"]
+
+
+def test_a_save_that_fails_midway_leaves_the_old_file_whole(mp):
+    (mp.flash / "config.json").write_text(json.dumps(GOOD))
+    (mp.flash / "config.json.tmp").mkdir()  # the temporary file cannot be written
+    run = mp("""
+from iotlink import config
+try:
+    config.save_token("NEW-TOKEN")
+except OSError as e:
+    out("OSError")
+out(config.load()["token"])
+""")
+    assert run.results == ["OSError", "S3CRET-TOKEN"]
+    assert json.loads((mp.flash / "config.json").read_text()) == GOOD
+
+
+def test_a_torn_temporary_file_from_a_power_cut_does_not_matter(mp):
+    (mp.flash / "config.json").write_text(json.dumps(GOOD))
+    (mp.flash / "config.json.tmp").write_text('{"server": "http://half')
+    assert load(mp, GOOD).result == ["ok", {**GOOD, "backoff_max_s": 60, "queue_kb": 64}]
+    mp('from iotlink import config\nconfig.save_token("T2")')
+    assert json.loads((mp.flash / "config.json").read_text())["token"] == "T2"
+    assert not (mp.flash / "config.json.tmp").exists()

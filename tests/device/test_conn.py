@@ -1,0 +1,140 @@
+"""iotlink's own HTTP/1.1 client: keep-alive, chunked replies, verified TLS; run in micropython."""
+
+import pytest
+from support import RawServer
+
+from iotlink_lab.tlsutil import make_pki
+from iotlink_tools.devserver import DevServer
+
+ATTEMPT = """
+from iotlink import errors
+def attempt(fn, *a, **k):
+    try:
+        return ["ok", fn(*a, **k)]
+    except errors.IotlinkError as e:
+        return [type(e).__name__, str(e)]
+"""
+
+
+def peers(server, path):
+    return {e.peer for e in server.requests_to(path)}
+
+
+def test_keepalive_sends_every_request_on_one_connection(server, device, mp):
+    server.queue_rpc("test-device", "getGpio", {"pin": "23"})
+    run = mp(f"""
+from iotlink.thingsboard import ThingsBoard
+tb = ThingsBoard({server.url!r}, "TEST_TOKEN", keepalive=True)
+for i in range(5):
+    tb.send_telemetry({{"n": i}}, ts=1700000000000 + i)
+out(tb.request_attributes())
+r = tb.wait_rpc(timeout_ms=1000)
+tb.reply_rpc(r["id"], {{"pin": "23", "value": 0}})
+""")
+    assert [v for _, _, v in server.telemetry("test-device", "n")] == [0, 1, 2, 3, 4]
+    assert run.result == {"client": {}, "shared": {}}
+    assert server.wait_rpc_reply("test-device", 0, 1) == {"pin": "23", "value": 0}
+    assert len(peers(server, "/api/v1/TEST_TOKEN")) == 1  # one TCP connection for all 8
+    first = server.requests_to("/telemetry")[0]
+    assert first.headers["host"] == f"127.0.0.1:{server.port}"
+    assert first.body == b'{"ts": 1700000000000, "values": {"n": 0}}'
+
+
+def test_the_clock_is_set_over_the_kept_alive_connection(server, device, mp):
+    # A HEAD reply announces a body it does not send: reading none keeps the connection usable.
+    run = mp(f"""
+from iotlink import clock
+from iotlink.thingsboard import ThingsBoard
+tb = ThingsBoard({server.url!r}, "TEST_TOKEN", keepalive=True)
+tb.send_telemetry({{"n": 1}})
+out(clock.sync({server.url!r}, timeout=5, transport=tb.transport))
+tb.send_telemetry({{"n": 2}})
+out(clock.now_ms())
+""")
+    synced, now = run.results
+    heads = server.requests_to("/", "HEAD")
+    assert synced and len(heads) >= 2  # the first Date, then probes until its second turns
+    assert peers(server, "/") == {server.requests_to("/telemetry")[0].peer}  # one TCP connection
+    assert abs(now - server.requests_to("/telemetry")[-1].at * 1000) < 1500
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced(mp):
+    # Each reply says keep-alive, then the server closes anyway (an idle timeout).
+    raw = RawServer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+    try:
+        run = mp(f"""
+from iotlink.conn import Connection
+c = Connection({raw.url!r})
+out([c.request("POST", {raw.url!r} + "/x", b"1")[0], c.request("POST", {raw.url!r} + "/x", b"2")[0]])
+""")
+        assert run.result == [200, 200]
+        assert [r.split(b"\r\n\r\n")[1] for r in raw.requests] == [b"1", b"2"]
+    finally:
+        raw.stop()
+
+
+@pytest.mark.parametrize("reply,expected", [
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3;x=1\r\n:12\r\n1\r\n}\r\n0\r\n\r\n",
+     ["ok", {"a": 12}]),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n", ["ProtocolError", "reply truncated"]),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", ["ProtocolError", "bad chunk header"]),
+    (b"HTTP/1.0 200 OK\r\n\r\n{\"until\": \"eof\"}", ["ok", {"until": "eof"}]),
+    (b"HTTP/1.1 200 OK\r\n" + b"X-Junk: 1\r\n" * 100 + b"\r\n{}", ["ProtocolError", "too many header lines"]),
+    # A long header line (a cookie, a policy) is read past in pieces; the lines after it still count.
+    (b"HTTP/1.1 200 OK\r\nX-Policy: " + b"p" * 1000 + b"\r\nContent-Length: 2\r\n\r\n{}", ["ok", {}]),
+    (b"HTTP/1.1 200 OK\r\nX-Policy: " + b"p" * 5000 + b"\r\n\r\n{}", ["ProtocolError", "line too long"]),
+    (b"SSH-2.0-OpenSSH\r\n\r\n", ["ProtocolError", "bad status line"]),
+])
+def test_replies_are_framed_and_bounded(mp, reply, expected):
+    raw = RawServer(reply)
+    try:
+        run = mp(ATTEMPT + f"""
+from iotlink.conn import Connection
+from iotlink import http
+def get():
+    status, body, _ = Connection({raw.url!r}, timeout=3).request("GET", {raw.url!r} + "/x")
+    return http.loads(body)
+out(attempt(get))
+""", heapsize="48k")
+        assert run.result == expected
+    finally:
+        raw.stop()
+
+
+@pytest.fixture
+def pki(tmp_path_factory):
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def tls_server(pki):
+    srv = DevServer(async_timeout_ms=3000, tls=(str(pki["cert"]), str(pki["key"]))).start()
+    srv.add_device("tls-device", "TLS_TOKEN")
+    yield srv
+    srv.stop()
+
+
+def test_https_verifies_the_server_against_the_configured_ca(tls_server, pki, mp):
+    run = mp(ATTEMPT + f"""
+from iotlink.thingsboard import ThingsBoard
+ca = open({str(pki["ca"])!r}, "rb").read()
+other = open({str(pki["other_ca"])!r}, "rb").read()
+out(attempt(ThingsBoard({tls_server.url!r}, "TLS_TOKEN", cadata=ca).send_telemetry, {{"v": 1}}))
+out(attempt(ThingsBoard({tls_server.url!r}, "TLS_TOKEN", cadata=other).send_telemetry, {{"v": 2}}))
+import sys
+out("iotlink.tls" in sys.modules)  # the certificate code is in RAM only while a context is built
+""")
+    assert run.results[0] == ["ok", None]
+    assert run.results[2] is False
+    assert run.results[1][0] == "TLSError"  # an unknown issuer: nothing was sent
+    assert "not correctly signed" in run.results[1][1]
+    assert [v for _, _, v in tls_server.telemetry("tls-device", "v")] == [1]
+
+
+def test_https_without_ca_data_still_encrypts(tls_server, mp):
+    mp(f"""
+from iotlink.thingsboard import ThingsBoard
+ThingsBoard({tls_server.url!r}, "TLS_TOKEN", keepalive=True).send_telemetry({{"v": 3}})
+ThingsBoard({tls_server.url!r}, "TLS_TOKEN").send_telemetry({{"v": 4}})
+""")
+    assert [v for _, _, v in tls_server.telemetry("tls-device", "v")] == [3, 4]

@@ -1,0 +1,239 @@
+"""`make bench`: iotlink measured against the naive way and the limit, in one run.
+
+Every figure comes from the real `micropython` unix port talking to a local devserver (plain
+HTTP and TLS), so ratios between rows are meaningful; absolute numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+from iotlink_tools import firmware
+from iotlink_tools.devserver import DevServer
+from iotlink_tools.vboard import FAKES, micropython_command
+
+from . import bench_heap, bench_loop, bench_ota, bench_romfs
+from .tlsutil import make_pki
+
+TOKEN = "BENCH_TOKEN"
+BATCH = 50
+
+# Device-side programs. Each prints one JSON line: {"points": n, "ms": elapsed}.
+THROUGHPUT = {
+    # The loop in the seeds: a `requests.post(json=...)` per reading.
+    "naive": """
+import requests
+url = URL + "/api/v1/" + TOKEN + "/telemetry"
+for i in range(N):
+    requests.post(url, json={"temperature": i}).close()
+""",
+    "iotlink": """
+from iotlink.thingsboard import ThingsBoard
+tb = ThingsBoard(URL, TOKEN)
+for i in range(N):
+    tb.send_telemetry({"temperature": i})
+""",
+    "iotlink keep-alive": """
+from iotlink.thingsboard import ThingsBoard
+tb = ThingsBoard(URL, TOKEN, keepalive=True)
+for i in range(N):
+    tb.send_telemetry({"temperature": i})
+""",
+    "iotlink batched": """
+from iotlink.thingsboard import ThingsBoard
+tb = ThingsBoard(URL, TOKEN)
+for start in range(0, N, BATCH):
+    tb.send_telemetry([{"ts": T0 + i, "values": {"temperature": i}} for i in range(start, start + BATCH)])
+""",
+    "iotlink batched keep-alive": """
+from iotlink.thingsboard import ThingsBoard
+tb = ThingsBoard(URL, TOKEN, keepalive=True)
+for start in range(0, N, BATCH):
+    tb.send_telemetry([{"ts": T0 + i, "values": {"temperature": i}} for i in range(start, start + BATCH)])
+""",
+    # The limit for one point per request: pre-built bytes on one kept-alive socket.
+    "limit (raw socket, 1 point/request)": """
+import socket
+from iotlink.conn import Connection
+c = Connection(URL)
+body = b'{"temperature": 1}'
+req = (b"POST /api/v1/" + TOKEN.encode() + b"/telemetry HTTP/1.1\\r\\nHost: x\\r\\n"
+       b"Content-Type: application/json\\r\\nContent-Length: 18\\r\\n\\r\\n" + body)
+s = c._connect(10)
+for i in range(N):
+    s.write(req)
+    while s.readline() != b"\\r\\n":  # the reply is headers only (Content-Length: 0)
+        pass
+""",
+}
+
+PROGRAM = """
+import time, json
+URL = {url!r}
+TOKEN = {token!r}
+N = {n}
+BATCH = {batch}
+T0 = 1700000000000
+t = time.ticks_ms()
+{body}
+print(json.dumps({{"points": N, "ms": time.ticks_diff(time.ticks_ms(), t)}}))
+"""
+
+HEAP_PER_SEND = {
+    "naive": """
+import requests
+url = URL + "/api/v1/" + TOKEN + "/telemetry"
+def send(i):
+    requests.post(url, json={"temperature": i, "humidity": 40}).close()
+""",
+    "iotlink": """
+from iotlink.thingsboard import ThingsBoard
+tb = ThingsBoard(URL, TOKEN)
+def send(i):
+    tb.send_telemetry({"temperature": i, "humidity": 40})
+""",
+    "iotlink keep-alive": """
+from iotlink.thingsboard import ThingsBoard
+tb = ThingsBoard(URL, TOKEN, keepalive=True)
+def send(i):
+    tb.send_telemetry({"temperature": i, "humidity": 40})
+""",
+}
+
+HEAP_PROGRAM = """
+import gc, json
+URL = {url!r}
+TOKEN = {token!r}
+{body}
+send(0)  # warm up: first-use allocations (imports, caches, the socket) are not per send
+gc.collect()
+gc.disable()
+before = gc.mem_alloc()
+for i in range(20):
+    send(i)
+after = gc.mem_alloc()
+gc.enable()
+print(json.dumps({{"bytes_per_send": (after - before) // 20}}))
+"""
+
+IMPORT_PROGRAM = """
+import gc, json
+import machine, network  # built into a board's firmware: not the library's cost
+gc.collect()
+before = gc.mem_alloc()
+import iotlink.thingsboard
+gc.collect()
+client = gc.mem_alloc() - before
+import iotlink.app
+gc.collect()
+print(json.dumps({"client": client, "loop": gc.mem_alloc() - before}))
+"""
+
+
+def micropython(code: str, cwd: Path, micropypath: str, heapsize: str | None = None) -> dict:
+    cmd = micropython_command(heapsize) + ["-c", code]
+    proc = subprocess.run(cmd, cwd=cwd, env={"MICROPYPATH": micropypath}, capture_output=True,
+                          text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench program failed:\n{proc.stdout}\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def throughput(url: str, work: Path, n: int) -> dict[str, float]:
+    rates = {}
+    for name, body in THROUGHPUT.items():
+        out = micropython(PROGRAM.format(url=url, token=TOKEN, n=n, batch=BATCH, body=body), work,
+                          f"{firmware.lib_dir()}:.frozen")
+        rates[name] = out["points"] * 1000 / max(out["ms"], 1)
+    return rates
+
+
+def heap_per_send(url: str, work: Path) -> dict[str, int]:
+    return {name: micropython(HEAP_PROGRAM.format(url=url, token=TOKEN, body=body), work,
+                              f"{firmware.lib_dir()}:.frozen")["bytes_per_send"]
+            for name, body in HEAP_PER_SEND.items()}
+
+
+def import_ram(work: Path) -> dict[str, int]:
+    mpy_dir = work / "mpy"
+    files = firmware.compile_library(mpy_dir)
+    figures = {}
+    for form, path in (("py", firmware.lib_dir()), ("mpy", mpy_dir)):
+        ram = micropython(IMPORT_PROGRAM, work, f"{FAKES}:{path}:.frozen")
+        figures[f"import thingsboard as .{form} (bytes)"] = ram["client"]
+        figures[f"import the whole loop (app) as .{form} (bytes)"] = ram["loop"]
+    figures["total .mpy size (bytes)"] = sum(f.stat().st_size for f in files)
+    # From ROMFS the bytecode stays in the image: only the objects made at import take heap.
+    image = bench_romfs.build_image(work / "iotlink.romfs")
+    ram = micropython(bench_romfs.mount_program(image) + IMPORT_PROGRAM, work, f"{FAKES}:.frozen")
+    figures["import thingsboard from ROMFS (bytes)"] = ram["client"]
+    figures["import the whole loop (app) from ROMFS (bytes)"] = ram["loop"]
+    figures["ROMFS image size (bytes)"] = image.stat().st_size
+    return figures
+
+
+def print_rates(title: str, rates: dict[str, float]) -> None:
+    base = rates["naive"]
+    print(f"\n{title}")
+    print(f"  {'':40s} {'points/s':>10s} {'x naive':>8s}")
+    for name, rate in rates.items():
+        print(f"  {name:40s} {rate:10.1f} {rate / base:8.2f}")
+
+
+def run_all(n: int, heap_minutes: float) -> dict:
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        pki = make_pki(work)
+        with DevServer() as plain, DevServer(tls=(str(pki["cert"]), str(pki["key"]))) as tls:
+            for srv in (plain, tls):
+                srv.add_device("bench", TOKEN)
+            results["telemetry over HTTP"] = throughput(plain.url, work, n)
+            results["telemetry over TLS"] = throughput(tls.url, work, max(n // 4, BATCH))
+            results["heap per telemetry send (bytes)"] = heap_per_send(plain.url, work)
+        results["library RAM and size"] = import_ram(work)
+    results["the loop in the smallest heap, .mpy"] = bench_loop.run()
+    results["the loop in the smallest heap, ROMFS"] = bench_romfs.run()
+    results["OTA: 1 MiB package in a 64 KiB heap"] = bench_ota.run()
+    results["heap over a long run, an RPC a second"] = bench_heap.run(heap_minutes)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="make bench", description=__doc__)
+    p.add_argument("--points", type=int, default=1000, help="telemetry points per throughput row")
+    p.add_argument("--json", type=Path, default=Path("build") / "bench.json")
+    p.add_argument("--heap-minutes", type=float, default=10, help="length of the heap-growth run")
+    args = p.parse_args(argv)
+    results = run_all(args.points, args.heap_minutes)
+    print_rates("Telemetry over HTTP (local devserver)", results["telemetry over HTTP"])
+    print_rates("Telemetry over TLS (local devserver, ECDSA P-256)", results["telemetry over TLS"])
+    heap = results["heap per telemetry send (bytes)"]
+    print("\nHeap allocated per telemetry send")
+    for name, size in heap.items():
+        print(f"  {name:40s} {size:10d} bytes {size / heap['naive']:8.2f} x naive")
+    print("\nLibrary footprint")
+    for name, size in results["library RAM and size"].items():
+        print(f"  {name:40s} {size:10d}")
+    print(f"\nSmallest heap: {bench_loop.describe(results['the loop in the smallest heap, .mpy'])}")
+    print(f"Smallest heap: {bench_romfs.describe(results['the loop in the smallest heap, ROMFS'])}")
+    ota = results["OTA: 1 MiB package in a 64 KiB heap"]
+    print(f"\nOTA: {ota['package_bytes']} bytes in {ota['chunks']} chunks at {ota['throughput_kib_s']} KiB/s, "
+          f"{ota['algorithm']}; heap {ota['heap_before_update_bytes']} before, peak {ota['heap_peak_bytes']} "
+          f"(heapsize {ota['heapsize']}), {ota['fw_state']}")
+    heap = results["heap over a long run, an RPC a second"]
+    print(f"\nHeap over {heap['minutes']} minutes, {heap['rpcs']} RPCs (one a second): free heap at its lowest "
+          f"{heap['mem_free_min_first_minute']} bytes in the first minute, {heap['mem_free_min_last_minute']} "
+          f"in the last ({heap['growth_bytes']} bytes of growth), {heap['boots']} boot(s)")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2))
+    print(f"\nfigures saved to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,25 @@
+"""Compile the device library to .mpy bytecode (portable across ESP32, RP2040 and unix)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..firmware import compile_library
+
+DEFAULT_OUT = Path("build") / "mpy"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+
+
+def run(args: argparse.Namespace) -> int:
+    files = compile_library(args.out)
+    total = 0
+    for f in files:
+        size = f.stat().st_size
+        total += size
+        print(f"{size:7d}  {f.relative_to(args.out)}")
+    print(f"{total:7d}  total ({len(files)} files) in {args.out}")
+    return 0
