@@ -71,16 +71,19 @@ def login(server) -> str:
 @pytest.fixture
 def target(server, device):
     """A device with a package waiting for its file, and the REST writes that could change them
-    (path, JSON body), each one harmful if it went through."""
+    (path, JSON body), each one harmful if it went through: "json" ones, and "text" ones, whose
+    body ThingsBoard reads as a String and its Python client sends as text/plain."""
     pkg = server.add_package("fw", "1.0")
     dev = device["id"]
-    writes = [
+    rpc = {"method": "setGpio", "params": {"pin": "23", "value": 1}, "persistent": True}
+    text = [
         (f"/api/plugins/telemetry/DEVICE/{dev}/SHARED_SCOPE", {"fw_url": "http://evil.example/fw.bin"}),
         (f"/api/plugins/telemetry/DEVICE/{dev}/attributes/SHARED_SCOPE", {"fw_url": "http://evil.example/"}),
         (f"/api/plugins/telemetry/DEVICE/{dev}/timeseries/ANY", {"temperature": 99}),
-        (f"/api/rpc/twoway/{dev}", {"method": "setGpio", "params": {"pin": "23", "value": 1}, "persistent": True}),
-        (f"/api/plugins/rpc/oneway/{dev}", {"method": "setGpio", "params": {"pin": "23", "value": 1},
-                                           "persistent": True}),
+        (f"/api/rpc/twoway/{dev}", rpc),
+        (f"/api/plugins/rpc/oneway/{dev}", rpc),
+    ]
+    json_only = [
         ("/api/device", {"name": "evil"}),
         ("/api/device-with-credentials", {"device": {"name": "evil-2"},
                                           "credentials": {"credentialsType": "ACCESS_TOKEN",
@@ -90,7 +93,7 @@ def target(server, device):
         ("/api/otaPackage", {"title": "evil", "version": "1", "type": "FIRMWARE"}),
         ("/api/apiKey", {"description": "evil"}),
     ]
-    return {"device": device, "package": pkg, "writes": writes}
+    return {"device": device, "package": pkg, "json": json_only, "text": text, "writes": text + json_only}
 
 
 # ---- 1. cross-site requests and DNS rebinding ------------------------------------------------------
@@ -111,11 +114,24 @@ def test_login_answers_no_token_to_a_body_a_foreign_page_may_send(server, ctype)
 def test_rest_writes_take_only_json_bodies(server, target, ctype):
     token = login(server)
     before = snapshot(server)
-    for path, body in target["writes"]:
+    writes = target["json"] if ctype and ctype.startswith("text/plain") else target["writes"]
+    for path, body in writes:
         headers = {"X-Authorization": f"Bearer {token}", **({"Content-Type": ctype} if ctype else {})}
         status, _, _ = send(server, "POST", path, json.dumps(body).encode(), headers)
         assert status == 415, path
     assert snapshot(server) == before
+
+
+def test_text_bodies_need_the_authorization_header_no_foreign_page_can_send(server, target):
+    before = snapshot(server)
+    for path, body in target["text"]:
+        status, _, _ = send(server, "POST", path, json.dumps(body).encode(), {"Content-Type": "text/plain"})
+        assert status == 401, path
+    assert snapshot(server) == before
+    path, body = target["text"][0]  # as ThingsBoard's Python client sends it
+    headers = {"Content-Type": "text/plain", "X-Authorization": f"Bearer {login(server)}"}
+    assert send(server, "POST", path, json.dumps(body).encode(), headers)[0] == 200
+    assert server.shared_attributes("test-device") == body
 
 
 def test_an_ota_upload_takes_only_a_multipart_body(server, target):

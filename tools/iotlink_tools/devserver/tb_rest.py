@@ -25,6 +25,11 @@ from typing import TYPE_CHECKING, Any, Callable
 from .core import now_ms
 from .web import JSON_BODY, Request, Response, empty, json_response
 
+# The routes whose body ThingsBoard reads as a String (telemetry, attributes, RPC) also take
+# text/plain, as its Python client sends them: like every REST route but login, they need the
+# X-Authorization header, which no foreign page can send without a preflight.
+STRING_BODY = (*JSON_BODY, "text/plain")
+
 if TYPE_CHECKING:
     from .core import DevServer
 
