@@ -42,7 +42,8 @@ def raw(server, data: bytes, read_all=True) -> bytes:
     """Send bytes as they are; what the server answers until it closes (or the first answer)."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT_S) as sock:
         sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR) if read_all else None
+        if read_all:
+            sock.shutdown(socket.SHUT_WR)
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
@@ -175,7 +176,8 @@ def test_the_servers_own_origin_is_served(server, target):
 
 
 @pytest.mark.parametrize("host", ["evil.example:{port}", "evil.example", "localhost.evil.example:{port}",
-                                  "127.0.0.1.nip.io:{port}", "evil.localhost:{port}"])
+                                  "127.0.0.1.nip.io:{port}", "evil.localhost:{port}", "127.0.0.1:1@evil.example",
+                                  "[::1]evil.example", ""])
 def test_a_rebound_host_name_reaches_neither_page_nor_rest(server, target, host):
     host = host.format(port=server.port)
     token = login(server)

@@ -230,11 +230,14 @@ def refusal(status: int, message: str) -> Response:
 def local_host(host: str, allowed: frozenset[str]) -> bool:
     """Whether a Host header names this server in a way no other site can: an IP address,
     `localhost`, or a name in `allowed` (lower case). Any other name may be DNS rebinding."""
-    name = host[1:].partition("]")[0] if host.startswith("[") else host.partition(":")[0]
+    found = re.fullmatch(r"\[([^\]]+)\](?::\d*)?|([^:\[\]]+)(?::\d*)?", host)
+    if not found:
+        return False
+    name = (found[1] or found[2]).lower()
     try:
         ipaddress.ip_address(name)
     except ValueError:
-        return name.lower() in allowed or name.lower() == "localhost"
+        return name in allowed or name == "localhost"
     return True
 
 
