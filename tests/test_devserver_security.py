@@ -245,6 +245,54 @@ def test_a_preflight_is_never_granted(server):
         assert not [name for name in reply_headers if name.lower().startswith("access-control-")]
 
 
+def test_device_routes_refuse_what_pages_of_other_sites_send(server, device):
+    """A token everyone knows (the demo's) gives a page of another site nothing to do."""
+    server.thethings.add_thing(token="THING")
+    rpc_id = server.queue_rpc("test-device", "setGpio", {"pin": "23", "value": 1})
+    before = snapshot(server)
+    for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"},
+                    {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "empty"},
+                    {"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"},
+                    {"Host": f"evil.example:{server.port}", "Origin": f"http://evil.example:{server.port}"},
+                    {"Host": f"evil.example:{server.port}", "Sec-Fetch-Site": "same-origin"}):
+        headers = {**headers, "Content-Type": "text/plain"}
+        for method, path, body in (("POST", "/api/v1/TEST_TOKEN/telemetry", b'{"forged": 1}'),
+                                   ("POST", "/api/v1/TEST_TOKEN/attributes", b'{"gpio_pins": ["2"]}'),
+                                   ("POST", f"/api/v1/TEST_TOKEN/rpc/{rpc_id}", b'{"forged": 1}'),
+                                   ("GET", "/api/v1/TEST_TOKEN/rpc?timeout=500", b""),
+                                   ("POST", "/v2/things/THING", b'{"values": [{"key": "forged", "value": 1}]}')):
+            assert send(server, method, path, body, headers)[0] == 403, (path, headers)
+    assert snapshot(server) == before
+    assert server.rpc_status("test-device", rpc_id)["status"] == "QUEUED"
+
+
+def test_a_link_from_another_site_opens_the_page_but_no_frame_shows_it(server):
+    visit = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+    status, headers, _ = send(server, "GET", "/", headers=visit)
+    assert status == 200 and headers["X-Frame-Options"] == "DENY"
+    assert send(server, "GET", "/", headers={**visit, "Sec-Fetch-Dest": "iframe"})[0] == 403
+    assert send(server, "GET", "/static/app.js", headers={"Sec-Fetch-Site": "none"})[0] == 200
+
+
+def test_no_cors_requests_of_another_origin_change_nothing_in_a_browser(server, device, browser):  # noqa: F811
+    rpc_id = server.queue_rpc("test-device", "setGpio", {"pin": "23", "value": 1})
+    before = snapshot(server)
+    browser.get(f"http://localhost:{server.port}/static/style.css")  # a page of another origin
+    browser.set_script_timeout(10)
+    browser.execute_async_script(
+        "const [base, done] = arguments;"
+        "const simple = (path, init) => fetch(base + path, {mode: 'no-cors', ...init}).catch(() => null);"
+        "Promise.all(["
+        " simple('/api/v1/TEST_TOKEN/telemetry', {method: 'POST', body: '{\"forged\": 1}'}),"
+        " simple('/api/v1/TEST_TOKEN/rpc?timeout=500', {}),"
+        f" simple('/api/auth/login', {{method: 'POST', body: JSON.stringify({json.dumps(CREDENTIALS)})}}),"
+        "]).then(() => done(true));", server.url)
+    arrived = [e for e in server.exchanges if e.path.startswith(("/api/v1/", "/api/auth/"))]
+    assert len(arrived) == 3 and {e.status for e in arrived} == {403}
+    assert snapshot(server) == before
+    assert server.rpc_status("test-device", rpc_id)["status"] == "QUEUED"
+
+
 def test_a_rebinding_page_in_a_browser_cannot_log_in(server, device, browser):  # noqa: F811
     """Chromium resolves *.localhost to this machine itself, as a rebound name would."""
     browser.get(f"http://rebound.localhost:{server.port}/")

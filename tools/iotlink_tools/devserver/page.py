@@ -37,5 +37,5 @@ def register(srv: "DevServer") -> None:
     def static(req: Request) -> Response:
         return _static(req.params["name"])
 
-    srv.router.add("GET", "/", index, same_origin=True)
-    srv.router.add("GET", "/static/{name}", static, same_origin=True)
+    srv.router.add("GET", "/", index, for_browsers=True)
+    srv.router.add("GET", "/static/{name}", static, for_browsers=True)

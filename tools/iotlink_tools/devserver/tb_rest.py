@@ -167,7 +167,7 @@ class RestApi:
         """A route only a valid access token or API key gets through, in either header (any
         request for a public one). A browser may call it from the server's own page only, and
         a body must be JSON (options: web.Route's, e.g. another body_types or max_body)."""
-        options = {"same_origin": True, "body_types": JSON_BODY, **options}
+        options = {"for_browsers": True, "body_types": JSON_BODY, **options}
         if public:
             self.srv.router.add(method, pattern, handler, **options)
             return

@@ -6,9 +6,13 @@ Tomcat does for the HTTP/1.0 requests the boards' `requests` sends. Streaming re
 
 What a request may be: a body of at most its route's `max_body` bytes, by Content-Length or
 chunked (anything else is refused and the connection closed, so a body is never read as the
-next request), every read under a timeout. Routes a browser uses (`same_origin`: the page and
-the REST API) also need a local Host (no DNS rebinding) and, when the browser names one, the
-server's own Origin; `body_types` makes a browser preflight a write, which the server never allows.
+next request), every read under a timeout. What a page of another site may make a browser send
+is refused on every route: a request whose Origin is not the server's own, or that the browser
+marks as sent from another site (Sec-Fetch-Site), unless it is a visit to a page. A request from
+a browser (Origin or Sec-Fetch-Site) needs a local Host (an IP address, localhost or an allowed
+name: no DNS rebinding), and so does any request to a route `for_browsers` (the page, the REST
+API); devices, which send neither header, may know the server by any name. A route's
+`body_types` make a browser preflight a write, which the server never allows.
 """
 
 from __future__ import annotations
@@ -187,7 +191,7 @@ class Route:
     regex: re.Pattern
     handler: Handler
     max_body: int = MAX_BODY
-    same_origin: bool = False  # a route a browser uses: local Host, the server's own Origin
+    for_browsers: bool = False  # the page and the REST API: a local Host always, never in a frame
     body_types: tuple[str, ...] = ()  # the media types a body may have (empty: any)
 
     def with_handler(self, handler: Handler) -> "Route":
@@ -201,7 +205,7 @@ class Router:
 
     def add(self, method: str, pattern: str, handler: Handler, **options) -> None:
         """pattern: a path with {name} segments (one path segment each) or {name:re};
-        options: Route's max_body, same_origin, body_types."""
+        options: Route's max_body, for_browsers, body_types."""
         regex = re.sub(r"\{(\w+)(?::([^}]+))?\}", lambda m: f"(?P<{m[1]}>{m[2] or '[^/]+'})", pattern)
         self._routes.append(Route(method, re.compile(regex + "$"), handler, **options))
         self.patterns.append((method, pattern))
@@ -305,6 +309,8 @@ class _Handler(BaseHTTPRequestHandler):
         unread = resp is not None
         if resp is None:
             resp = self._dispatch(req, route, params, path_known)
+        if route is not None and route.for_browsers:  # no other site may show the page in a frame
+            resp = replace(resp, headers={**resp.headers, "X-Frame-Options": "DENY"})
         exchange.status = resp.status
         self._send(resp)
         if unread:
@@ -337,8 +343,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _body(self, route: Route | None, headers: dict[str, str]) -> bytes:
         """The request's body, once the request passed every check; raises _Refused."""
         length = self._framing()
+        self._check_browser(route, headers)
         if route is not None:
-            self._check_origin(route, headers)
             if route.body_types and length != 0 and not _body_type_ok(headers.get("content-type", ""),
                                                                        route.body_types):
                 ctype = _media_type(headers.get("content-type", "")) or "none"
@@ -373,16 +379,18 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Refused(text_response("Invalid Content-Length", 400))
         return int(next(iter(lengths)))
 
-    def _check_origin(self, route: Route, headers: dict[str, str]) -> None:
-        """A route a browser uses answers only this server's own pages (see the module's doc)."""
-        if not route.same_origin:
-            return
-        host = headers.get("host")
-        if host is not None and not local_host(host, self.server.allowed_hosts):
+    def _check_browser(self, route: Route | None, headers: dict[str, str]) -> None:
+        """Refuse what a page of another site may make a browser send (see the module's doc)."""
+        host, origin, site = headers.get("host"), headers.get("origin"), headers.get("sec-fetch-site")
+        for_browsers = origin is not None or site is not None or (route is not None and route.for_browsers)
+        if for_browsers and host is not None and not local_host(host, self.server.allowed_hosts):
             raise _Refused(refusal(403, f"Host {host!r} is not allowed (iotlink devserver --allow-host NAME)"))
-        origin = headers.get("origin")
         if origin is not None and origin.lower() != f"{self.server.scheme}://{host}".lower():
             raise _Refused(refusal(403, f"Cross-origin request from {origin!r} refused"))
+        visit = self.command == "GET" and headers.get("sec-fetch-mode") == "navigate" \
+            and headers.get("sec-fetch-dest") == "document"
+        if site not in (None, "same-origin", "none") and not visit:
+            raise _Refused(refusal(403, f"Request from a page of another site ({site}) refused"))
 
     def _read_chunked(self, limit: int) -> bytes:
         body = bytearray()
