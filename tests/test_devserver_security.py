@@ -10,6 +10,7 @@ import json
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import time
 
@@ -393,6 +394,34 @@ def test_an_ota_upload_may_be_large_and_is_kept_whole_but_logged_short(server, d
     assert bytes(server.package(pkg)["data"]) == data
     logged = server.requests_to(f"/api/otaPackage/{pkg}")[0]
     assert len(logged.body) == KEPT_BODY and logged.length == len(upload.data)
+
+
+def test_a_client_that_expects_100_continue_is_told_to_go_on_once_the_request_passes(server, device):
+    body = b'{"t": 1}'
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT_S) as sock:
+        sock.sendall(b"POST /api/v1/TEST_TOKEN/telemetry HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n"
+                     % len(body))
+        assert sock.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        assert statuses(sock.recv(4096)) == [200]
+    assert server.latest_telemetry("test-device")["t"][1] == 1
+
+
+def test_over_https_a_refused_body_is_swallowed_and_the_next_connection_served(tmp_path):
+    from iotlink_tools.tlsutil import make_pki
+
+    pki = make_pki(tmp_path)
+    with DevServer(tls=(str(pki["cert"]), str(pki["key"]))) as srv:
+        srv.add_device("d", "T")
+        context = ssl.create_default_context(cafile=str(pki["ca"]))
+        context.check_hostname = False
+        for body, status in ((b"x" * (MAX_BODY + 1), 413), (b'{"t": 1}', 200)):
+            conn = http.client.HTTPSConnection("127.0.0.1", srv.port, timeout=TIMEOUT_S, context=context)
+            conn.request("POST", "/api/v1/T/telemetry", body, {"Content-Type": "application/json"})
+            assert conn.getresponse().status == status
+            conn.close()
+        assert srv.latest_telemetry("d")["t"][1] == 1
 
 
 @pytest.mark.parametrize("length", ["-1", "abc", "+5", "5, 5", "0x10", "99999999999999999999"])
