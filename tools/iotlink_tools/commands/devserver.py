@@ -39,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default=":memory:", help="SQLite file to keep data in (default: memory)")
     p.add_argument("--cert", help="serve HTTPS with this certificate (PEM; needs --key)")
     p.add_argument("--key", help="the certificate's private key (PEM)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a host name browsers may reach the page and REST API by, besides IP addresses "
+                        "and localhost (repeatable)")
     tb = p.add_argument_group("ThingsBoard")
     tb.add_argument("--user", default="tenant@thingsboard.org", help="the tenant's REST login (default %(default)s)")
     tb.add_argument("--password", default="tenant", help="its password (default %(default)s)")
@@ -100,7 +103,8 @@ def _prepare(srv: DevServer, args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     if bool(args.cert) != bool(args.key):
         raise ToolError("--cert and --key go together")
-    srv = start_server(args.host, args.port, db=args.db, tls=(args.cert, args.key) if args.cert else None)
+    srv = start_server(args.host, args.port, db=args.db, tls=(args.cert, args.key) if args.cert else None,
+                       allowed_hosts=args.allow_host)
     try:
         _prepare(srv, args)
         print(f"iotlink devserver on {srv.url} (REST login {args.user}; Ctrl-C stops)", flush=True)

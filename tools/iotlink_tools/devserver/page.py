@@ -20,8 +20,9 @@ STATIC = Path(__file__).with_name("static")
 
 
 def _static(name: str) -> Response:
-    path = STATIC / name
-    if name.startswith(".") or not path.is_file():
+    # The name is decoded (%2F is a slash): only a file whose real path is in STATIC is served.
+    path = (STATIC / name).resolve()
+    if name.startswith(".") or not path.is_relative_to(STATIC.resolve()) or not path.is_file():
         return not_found(f"/static/{name}")
     ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
     if ctype.startswith("text/") or ctype.endswith("javascript"):
@@ -36,5 +37,5 @@ def register(srv: "DevServer") -> None:
     def static(req: Request) -> Response:
         return _static(req.params["name"])
 
-    srv.router.add("GET", "/", index)
-    srv.router.add("GET", "/static/{name}", static)
+    srv.router.add("GET", "/", index, for_browsers=True)
+    srv.router.add("GET", "/static/{name}", static, for_browsers=True)
