@@ -305,6 +305,11 @@ class ThingsBoardREST:
                 "deviceProfileId": {"entityType": "DEVICE_PROFILE", "id": profile_id or self.default_profile_id()}}
         return self.request("POST", "/api/otaPackage", body)
 
+    def find_ota_package(self, title: str, version: str) -> dict | None:
+        """The tenant's OTA package of that title and version (they are unique together), or None."""
+        found = self._pages("/api/otaPackages", 100, {"textSearch": title})
+        return next((info for info in found if info["title"] == title and info["version"] == version), None)
+
     def upload_ota_package(self, package_id: str, data: bytes, algorithm: str = "SHA256",
                            file_name: str = "package.bin", content_type: str = "application/octet-stream",
                            checksum: str | None = None) -> dict:
