@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tempfile
 from functools import cache
 from pathlib import Path
 
@@ -49,6 +50,13 @@ def files(mpy_dir: Path | None = None) -> dict[str, Path]:
         path.relative_to(mpy_dir).as_posix(): path for path in compile_library(mpy_dir)}
     found.update({f"{PACKAGE.parent}/{name}": path for name, path in library.items()})
     return found
+
+
+def contents(mpy: bool) -> dict[str, bytes]:
+    """Path on a board's flash -> contents: files(), the library as .mpy with mpy (compiled in a
+    temporary folder, gone afterwards)."""
+    with tempfile.TemporaryDirectory(prefix="iotlink-mpy-") as out:
+        return {name: path.read_bytes() for name, path in files(Path(out) if mpy else None).items()}
 
 
 def version() -> str:

@@ -20,7 +20,6 @@ import argparse
 import io
 import os
 import tarfile
-import tempfile
 from pathlib import Path
 
 from .. import firmware
@@ -31,10 +30,9 @@ DEFAULT_OUT = Path("build") / "app.tar"
 DEFAULT_TITLE = "iotlink"
 
 
-def app_files(mpy: bool = False, build_dir: Path | None = None) -> dict[str, Path]:
-    """Archive name -> source file of the app: main.py and the library (.py, or .mpy with mpy)."""
-    out = (build_dir or Path(tempfile.mkdtemp(prefix="iotlink-mpy-"))) if mpy else None
-    return {name: path for name, path in firmware.files(out).items() if name != "boot.py"}
+def app_files(mpy: bool = False) -> dict[str, bytes]:
+    """Archive name -> contents of the app: main.py and the library (.py, or .mpy with mpy)."""
+    return {name: data for name, data in firmware.contents(mpy).items() if name != "boot.py"}
 
 
 def build(files: dict[str, Path | bytes]) -> bytes:

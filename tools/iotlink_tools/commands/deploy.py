@@ -26,7 +26,6 @@ import argparse
 import hashlib
 import json
 import subprocess
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -117,12 +116,6 @@ def reset(port: str) -> None:
     run_detached(port, "machine.reset()")
 
 
-def app_files(mpy: bool = True) -> list[tuple[str, bytes]]:
-    """(path on the board, content) of the app: boot.py, main.py, lib/iotlink/ (.py or .mpy)."""
-    with tempfile.TemporaryDirectory() as out:
-        return [(name, path.read_bytes()) for name, path in firmware.files(Path(out) if mpy else None).items()]
-
-
 def secret_free(config: dict) -> dict:
     """The config with its secrets masked, for showing."""
     shown = json.loads(json.dumps(config))
@@ -190,7 +183,7 @@ def deploy(port: str, config: dict | None = None, mpy: bool = True, ca: bytes | 
     if config is not None:
         config = board_config(config, ca)
         check_config(config)
-    files = app_files(mpy)
+    files = firmware.contents(mpy).items()
     done = []
     with raw_repl(port) as board:
         if mpy:
