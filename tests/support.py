@@ -258,6 +258,15 @@ def attempt(fn, *a, **k):
 IOTLINK = str(Path(sys.executable).with_name("iotlink"))
 
 
+def run_installed(bin_dir: Path, *args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    """`iotlink args` from an installed environment (installed_tool), in folder cwd, with nothing
+    of the test environment in its way (no PYTHONPATH, no active virtual environment)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    return subprocess.run([str(bin_dir / "iotlink"), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
 def ctrl_c_works() -> None:
     """preexec_fn for a tool a test stops with SIGINT: a shell's background job starts with
     SIGINT ignored, and a child inherits that, so the test would wait for nothing."""

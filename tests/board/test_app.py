@@ -425,7 +425,7 @@ def test_the_example_sensor_module_runs_on_a_virtual_board(server, device, tmp_p
 
 
 def test_the_firmware_as_mpy_runs_in_a_small_heap(server, device, tmp_path):
-    # As a board gets it from `iotlink mpy` / `iotlink deploy --mpy`; the fakes compiled too, as
+    # As a board gets it from `iotlink mpy` / `iotlink deploy`; the fakes compiled too, as
     # a board's machine and network are built in.
     folder = flash(tmp_path, config(server))
     shutil.rmtree(folder / "lib")

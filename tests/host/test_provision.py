@@ -3,11 +3,14 @@ online through the devserver's REST API, by the real command; and each way a row
 
 import csv
 import json
+import ssl
 
 import pytest
 
+from iotlink_lab.tlsutil import make_pki
 from iotlink_tools import cli
 from iotlink_tools.commands import provision
+from iotlink_tools.devserver import DevServer
 from iotlink_tools.devserver.tb_rest import RestSettings
 
 PASSWORD = "T3nant-Pa55!"
@@ -260,6 +263,41 @@ def test_unusable_options_and_files(server, fleet, tmp_path, capsys):
     assert cli.main(common) == 1
     assert "needs a header row with a 'name' column" in capsys.readouterr().err
     assert server.exchanges == []
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    pki = make_pki(tmp_path)
+    with DevServer(port=0, async_timeout_ms=3000, tls=(str(pki["cert"]), str(pki["key"]))) as srv:
+        srv.ca = pki["ca"]
+        yield srv
+
+
+def test_over_https_the_boards_get_the_ca_and_this_tool_trusts_it(tls_server, pty_board, tmp_path, capsys):
+    board = pty_board("b")
+    fleet_file = tmp_path / "fleet.csv"
+    fleet_file.write_text(f"name,port\npump-1,{board.port}\n")
+    status = cli.main(["provision", str(fleet_file), "--url", tls_server.url, "--user", "tenant@thingsboard.org",
+                       "--password", "tenant", "--ca", str(tls_server.ca), "--poll", "0.2"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert tls_server.telemetry("pump-1", "uptime_s")  # over TLS, the board verifying the server
+    assert board_config(board)["ca"] == "ca.der" and board_config(board)["server"] == tls_server.url
+    assert (board.folder / "ca.der").read_bytes() == ssl.PEM_cert_to_DER_cert(tls_server.ca.read_text())
+    assert (board.folder / "lib" / "iotlink" / "app.mpy").is_file()
+
+
+def test_https_without_a_ca_stops_before_any_board_or_device(tls_server, pty_board, tmp_path, capsys):
+    board = pty_board("b")
+    fleet_file = tmp_path / "fleet.csv"
+    fleet_file.write_text(f"name,port\npump-1,{board.port}\n")
+    status = cli.main(["provision", str(fleet_file), "--url", tls_server.url, "--user", "tenant@thingsboard.org",
+                       "--password", "tenant"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.startswith("iotlink: error: the firmware refuses this config: an https 'server' needs 'ca'")
+    assert err.count("\n") == 1
+    assert tls_server.exchanges == [] and list(board.folder.iterdir()) == []
 
 
 def test_rest_settings_defaults_match_thingsboard():

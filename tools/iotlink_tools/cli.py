@@ -17,7 +17,7 @@ from .errors import PREFIX, ToolError, describe
 
 DESCRIPTION = ("Flash, deploy and provision iotlink boards; run the local server (devserver) and "
                "virtual boards (sim, demo) that run the real firmware.")
-COMMANDS = ("devserver", "sim", "demo", "flash", "deploy", "provision", "bundle", "mpy")
+COMMANDS = ("devserver", "sim", "demo", "flash", "deploy", "provision", "ota", "bundle", "mpy")
 
 
 def version_line() -> str:

@@ -20,7 +20,6 @@ import argparse
 import io
 import os
 import tarfile
-import tempfile
 from pathlib import Path
 
 from .. import firmware
@@ -31,10 +30,9 @@ DEFAULT_OUT = Path("build") / "app.tar"
 DEFAULT_TITLE = "iotlink"
 
 
-def app_files(mpy: bool = False, build_dir: Path | None = None) -> dict[str, Path]:
-    """Archive name -> source file of the app: main.py and the library (.py, or .mpy with mpy)."""
-    out = (build_dir or Path(tempfile.mkdtemp(prefix="iotlink-mpy-"))) if mpy else None
-    return {name: path for name, path in firmware.files(out).items() if name != "boot.py"}
+def app_files(mpy: bool = False) -> dict[str, bytes]:
+    """Archive name -> contents of the app: main.py and the library (.py, or .mpy with mpy)."""
+    return {name: data for name, data in firmware.contents(mpy).items() if name != "boot.py"}
 
 
 def build(files: dict[str, Path | bytes]) -> bytes:
@@ -69,12 +67,21 @@ def publish(rest: ThingsBoardREST, data: bytes, title: str, version: str, kind: 
         target = rest.find_device(device)
         if target is None:
             raise RestError(404, f"no device named {device}")
-    profile_id = target["deviceProfileId"]["id"] if target else None
-    package = rest.create_ota_package(title, version, kind, profile_id)
-    info = rest.upload_ota_package(package["id"]["id"], data, algorithm, f"{title}-{version}.tar", "application/x-tar")
+    info = upload(rest, data, title, version, kind, algorithm, target["deviceProfileId"]["id"] if target else None)
     if target:
-        rest.assign_ota_package(target["id"]["id"], package["id"]["id"], kind)
+        rest.assign_ota_package(target["id"]["id"], info["id"]["id"], kind)
     return info
+
+
+def upload(rest: ThingsBoardREST, data: bytes, title: str, version: str, kind: str, algorithm: str,
+           profile_id: str | None) -> dict:
+    """Create the OTA package in the device profile (None: the default one) and upload the tar
+    with its checksum, which the server compares with its own (an algorithm unknown here is left
+    to the server to refuse); returns the package's info."""
+    package = rest.create_ota_package(title, version, kind, profile_id)
+    expected = checksum(algorithm, data) if algorithm in ALGORITHMS else None
+    return rest.upload_ota_package(package["id"]["id"], data, algorithm, f"{title}-{version}.tar",
+                                   "application/x-tar", expected)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

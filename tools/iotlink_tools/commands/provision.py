@@ -17,7 +17,8 @@ FLEET.csv has a header row; only `name` is required:
 
 For each board, in parallel: the device is created on the server with its token through the REST
 API (or, with --provision-key/--provision-secret, the board provisions itself), the board is
-flashed (--firmware), the app and its config.json are deployed and verified, the board is reset,
+flashed (--firmware), the app (the library as .mpy, or source with --py), its config.json and,
+with --ca, the https server's CA certificate are deployed and verified, the board is reset,
 and its first telemetry (uptime_s, mem_free) is awaited through the REST API. A failing step is
 retried with backoff. Boards done are recorded in FLEET.state.json, so a re-run skips them; the
 result of every row goes to the screen and to FLEET.report.csv / FLEET.report.json. No output
@@ -48,10 +49,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..certs import read_ca
 from ..errors import PREFIX, ToolError
 from ..rest import RestError, ThingsBoardREST
 from . import flash as flashing
-from .deploy import BoardError, deploy, load_config, reset
+from .deploy import BoardError, board_config, check_config, deploy, load_config, reset
 
 COLUMNS = ("name", "port", "type", "wifi_ssid", "wifi_password", "token", "label")
 BOARD_TYPES = ("esp32", "picow")
@@ -313,7 +315,7 @@ class Fleet:
                     flashed = True
                 step = "deploy"
                 self.progress.update(task, stage="deploying", completed=2)
-                deploy(board.port, self.board_config(board, token), self.args.mpy)
+                deploy(board.port, self.board_config(board, token), not self.args.py, self.args.ca_data)
                 step = "reset"
                 self.progress.update(task, stage="resetting", completed=3)
                 since_ms = self.rest.server_time_ms() - 1000  # the server's clock, known to the second
@@ -412,7 +414,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     boards.add_argument("--config", type=Path, help="config.json keys every board gets (interval_s, pins, ...)")
     boards.add_argument("--wifi-ssid", help="Wi-Fi for rows without wifi_ssid")
     boards.add_argument("--wifi-password", default=env("IOTLINK_WIFI_PASSWORD"), help="($IOTLINK_WIFI_PASSWORD)")
-    boards.add_argument("--mpy", action="store_true", help="install the library as .mpy")
+    boards.add_argument("--ca", type=Path, help="the https server's CA certificate (PEM or DER): every board gets "
+                                                "it as ca.der, and this tool trusts it too")
+    boards.add_argument("--py", action="store_true", help="copy the library as .py source (default: .mpy)")
     run_group = p.add_argument_group("run")
     run_group.add_argument("--jobs", "-j", type=int, default=8, help="boards at a time (default 8)")
     run_group.add_argument("--retries", type=int, default=2, help="retries per board (default 2)")
@@ -447,6 +451,11 @@ def run(args: argparse.Namespace) -> int:
     for warning in warnings:
         console.print(f"[yellow]{escape(args.fleet.name)}: {escape(warning)}")
     base_config = load_config(args.config) if args.config else {}
+    args.ca_data = read_ca(args.ca) if args.ca else None
+    # The firmware's own check of the config boards get (an https server needs --ca), before
+    # any board or device is touched.
+    sample = Fleet(args, None, state, base_config, None).board_config(Board(0, "check"), "check")
+    check_config(board_config(sample, args.ca_data))
     todo = []
     for board in boards:
         earlier = state.get(board.name)
@@ -456,7 +465,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             todo.append(board)
     todo = assign_ports(todo, state, results)
-    rest = ThingsBoardREST(args.url, args.user, args.password)
+    rest = ThingsBoardREST(args.url, args.user, args.password, ca=args.ca_data)
     if todo:
         try:
             rest.login()  # wrong credentials stop the run before any board is touched
