@@ -3,15 +3,11 @@
 import hashlib
 import json
 
-from iotlink.errors import IotlinkError
+from iotlink.errors import ConfigError  # also iotlink.config.ConfigError
 
 PATH = "config.json"
 DEFAULTS = {"platform": "thingsboard", "interval_s": 10, "pins": {}, "backoff_max_s": 60,
             "queue_kb": 64}
-
-
-class ConfigError(IotlinkError):
-    pass
 
 
 def is_int(value):

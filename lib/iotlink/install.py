@@ -7,8 +7,7 @@ import gc
 import os
 
 from iotlink import http, swap
-from iotlink.errors import IotlinkError
-from iotlink.ota import UpdateFailed
+from iotlink.errors import IotlinkError, UpdateFailed
 
 CHUNK_TRIES = 3  # per chunk: timeouts, dropped connections, 5xx
 RESERVED = (swap.DIR, "config.json")  # what a bundle may never replace

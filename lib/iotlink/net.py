@@ -8,7 +8,7 @@ try:
 except ImportError:
     network = None  # a port without Wi-Fi (unix): the host's network is always up
 
-from iotlink.errors import IotlinkError
+from iotlink.errors import WifiError  # also iotlink.net.WifiError
 
 CONNECT_TIMEOUT_MS = 15000
 POLL_MS = 100
@@ -21,10 +21,6 @@ _FAILURES = (
 )
 
 _wlan = None
-
-
-class WifiError(IotlinkError):
-    pass
 
 
 def station():

@@ -18,15 +18,12 @@
 # when an update starts, so the device loop keeps in RAM only what follows the announcements.
 # Only swap is imported here, so that boot.py's resume() stays light; the rest comes with use.
 from iotlink import swap
+from iotlink.errors import UpdateFailed  # also iotlink.ota.UpdateFailed
 from iotlink.swap import resume  # noqa: F401 (the contract's ota.resume)
 
 PREFIXES = (("fw", "firmware"), ("sw", "software"))
 FIELDS = ("title", "version", "size", "checksum", "checksum_algorithm", "url")
 ATTEMPTS = 3  # downloads of one package per run; the next boot tries again
-
-
-class UpdateFailed(Exception):
-    pass
 
 
 def _esp32_partition(job):

@@ -4,14 +4,12 @@
 # "..", links and devices are refused. RAM: one 512-byte header block, whatever the archive.
 import os
 
+from iotlink.errors import TarError
+
 BLOCK = 512
 MAX_META = 1024  # a long name or pax header larger than this is not from an app bundle
 _ZERO = bytes(BLOCK)
 _FILE_TYPES = (b"0", b"\0", b"7")
-
-
-class TarError(ValueError):
-    pass
 
 
 def member_path(name):
