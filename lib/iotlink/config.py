@@ -4,6 +4,7 @@ import hashlib
 import json
 
 from iotlink.errors import ConfigError  # also iotlink.config.ConfigError
+from iotlink.files import write_atomic
 
 PATH = "config.json"
 DEFAULTS = {"platform": "thingsboard", "interval_s": 10, "pins": {}, "backoff_max_s": 60,
@@ -71,24 +72,6 @@ def load(path=PATH):
         if key not in cfg:
             cfg[key] = DEFAULTS[key]
     return cfg
-
-
-def write_atomic(path, data):
-    # A power cut leaves the old file or the new one, never half of it: write a temporary file,
-    # then rename it over the old one (littlefs and the unix port replace the target in one step).
-    import os
-
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    try:
-        os.rename(tmp, path)
-    except OSError:
-        # FAT cannot rename onto an existing file: the one non-atomic step left.
-        os.remove(path)
-        os.rename(tmp, path)
-    if hasattr(os, "sync"):
-        os.sync()
 
 
 def save_token(token, path=PATH):

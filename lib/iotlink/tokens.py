@@ -9,6 +9,7 @@ import binascii
 import os
 
 from iotlink import config
+from iotlink.files import write_atomic
 from iotlink.errors import HTTPError, ProvisionError
 from iotlink.thingsboard import ThingsBoard
 
@@ -64,7 +65,7 @@ def _chosen():
     except OSError:
         pass  # none chosen yet
     token = binascii.hexlify(os.urandom(10)).decode()
-    config.write_atomic(CHOSEN, token.encode())
+    write_atomic(CHOSEN, token.encode())
     return token
 
 
