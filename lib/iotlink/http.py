@@ -1,6 +1,5 @@
-# What iotlink's two transports share: bounded body reads, JSON bodies, error mapping, the
-# reply headers kept. The transports themselves are each loaded only when a client builds one:
-# conn.py (iotlink's own HTTP/1.1 client, kept alive) and oneshot.py (the frozen `requests`).
+# What iotlink's two transports share (http_transport.py picks one): bounded body reads, JSON
+# bodies, error mapping, the reply headers kept.
 import errno
 import json
 
@@ -134,14 +133,3 @@ def error_message(body):
                 return str(msg[key])
     return str(msg)[:200]
 
-
-def transport(server, timeout, keepalive, cadata):
-    # iotlink's own client when the connection should persist or the server's certificate be
-    # verified; else the frozen `requests`, a connection per request.
-    if keepalive or cadata:
-        from iotlink.conn import Connection
-
-        return Connection(server, timeout, cadata)
-    from iotlink import oneshot
-
-    return oneshot  # the module: request() and open()

@@ -5,10 +5,11 @@ import random
 import time
 
 from iotlink import http
-from iotlink.http import error_message, transport
+from iotlink.http import error_message
+from iotlink.http_transport import transport
 from iotlink.clock import EPOCH_OFFSET
 from iotlink.errors import ConnectionFailed, HTTPError, ProtocolError, ProvisionError, Timeout
-from iotlink.stream import Stream
+from iotlink.http_stream import Stream
 
 PAGE = 100  # values per read request: little RAM, and under both documented maxima (100, 1000)
 READ_LIMIT = 16384  # bytes of one read reply
