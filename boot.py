@@ -7,10 +7,10 @@ import gc
 
 def _resume_update():
     try:
-        from iotlink import forget, ota
+        from iotlink import ota, unload
 
         ota.resume()
-        forget("ota", "swap")  # the loop loads the OTA code again when it has work for it
+        unload("ota", "ota_swap")  # the loop loads the OTA code again when it has work for it
     except Exception as e:  # the journal stays for the next boot; the app that is there runs
         print("boot: update: %s" % e)
 

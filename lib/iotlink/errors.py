@@ -57,10 +57,6 @@ class RpcError(IotlinkError):
 
 
 class UpdateFailed(IotlinkError):
-    # An update was not applied (the reason goes to the server as fw_error/sw_error).
-    pass
-
-
-class TarError(ValueError):
-    # A package is not a tar archive iotlink unpacks: corrupt, truncated, or an unsafe path.
+    # An update was not applied (the reason goes to the server as fw_error/sw_error), e.g. its
+    # package did not verify, or is not a tar archive iotlink unpacks.
     pass

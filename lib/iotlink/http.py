@@ -132,4 +132,3 @@ def error_message(body):
             if key in msg:
                 return str(msg[key])
     return str(msg)[:200]
-

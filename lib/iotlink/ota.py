@@ -188,4 +188,3 @@ class Updater:
             self.report(prefix, "FAILED", str(e))
             return None
         return to, size, str(expected).lower(), hasher
-
