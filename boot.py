@@ -17,11 +17,16 @@ def _resume_update():
 
 def _wifi_up():
     try:
-        from iotlink import config, net
+        from iotlink import config, unload
 
         wifi = config.load().get("wifi")
         if wifi:
-            print("boot: wifi up, %s" % net.up(wifi, attempts=2, timeout_ms=10000))
+            from iotlink import net_once
+
+            try:
+                print("boot: wifi up, %s" % net_once.up(wifi, attempts=2, timeout_ms=10000))
+            finally:
+                unload("net_once")
     except Exception as e:  # boot.py must end; main.py says what is wrong and retries
         print("boot: %s" % e)
 

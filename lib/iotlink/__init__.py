@@ -8,7 +8,8 @@
 #   config            config.json: load (checked once a boot), save the token, the CA file
 #   config_values       its defaults and the number rules the loop applies too
 #   config_once         its checks
-#   net               the Wi-Fi station, brought up in bounded time
+#   net               the Wi-Fi station, and waiting without starving the watchdog
+#   net_once            joining a network in bounded time (at boot, after a drop)
 #   clock             wall-clock time a server has set (None until then)
 #   clock_once          setting it: NTP, else the server's HTTP Date header
 #   http              what both transports share: bounded reads, JSON, error mapping
@@ -25,8 +26,8 @@
 #   store             the flash queue: framed records in segment files, a head file
 #   timeline          client timestamps that only go forward, across boots
 #   outbox            telemetry from reading to acknowledged: timeline + store
-#   token_once        a token for a board without one (provisioning, activation)
 #   app               the device loop: one supervisor, scheduling, RPC answers, OTA wiring
+#   app_once            its start (a good config, sensors.py, the client) and a new token
 #   ota               updates: what to install, what the server hears; resume() at boot
 #   ota_swap            the flash journal: swap a verified app in, roll back
 #   ota_once            one update: download, verify, apply

@@ -1,5 +1,5 @@
-# The device loop (DESIGN section 5): config, Wi-Fi, token, then for months: telemetry every
-# interval, RPC long-polls in between, shared attributes read every few cycles.
+# The device loop: config, Wi-Fi, token, then for months: telemetry every interval, RPC
+# long-polls in between, shared attributes read every few cycles.
 #
 # One thread, one supervisor: every piece of server work runs from App.step(), and any failure
 # ends in App.recover(), the one place that decides what happens next (keep the telemetry
@@ -19,14 +19,13 @@ import time
 import machine
 
 from iotlink import __version__, clock, config, net, unload
-from iotlink.config_values import positive_number, valid_wdt_ms
+from iotlink.config_values import positive_number
 from iotlink.errors import ConfigError, HTTPError, IotlinkError, ProvisionError, WifiError
 from iotlink.outbox import Outbox
 from iotlink.rpc import Dispatcher
-from iotlink.thingsboard import MAX_POLL_MS, ThingsBoard
+from iotlink.thingsboard import MAX_POLL_MS
 
 RESTART_DELAY_S = 30  # after an error nothing else caught: reset the board this much later
-CONFIG_RETRY_S = 10  # a missing or broken config.json is read again this often
 REFUSED_RETRY_S = 300  # after 401/403 or refused provisioning: ask again this rarely
 HTTP_TIMEOUT_S = 10
 ATTRIBUTES_EVERY_MS = 60000  # at most; sooner (3 cycles) with a short interval
@@ -59,54 +58,6 @@ class Watchdog:
     def feed(self):
         if self._wdt is not None:
             self._wdt.feed()
-
-
-def wait_for_config(path, wdt):
-    # The checked config; while it is missing or broken, say why once and look again later.
-    said = None
-    while True:
-        try:
-            return config.load(path)
-        except ConfigError as e:
-            if str(e) != said:
-                said = str(e)
-                print("config: %s; waiting for a fixed config (checked every %d s)" % (e, CONFIG_RETRY_S))
-        try:
-            raw = config.read(path)  # a broken file may still enable the watchdog
-            wdt_ms = raw.get("wdt_ms") if isinstance(raw, dict) else None
-            if valid_wdt_ms(wdt_ms):
-                wdt.start(wdt_ms)
-        except ConfigError:
-            pass
-        net.pause(CONFIG_RETRY_S * 1000, wdt.feed)
-
-
-def make_client(cfg, timeout):
-    # The one place that creates the platform client.
-    if cfg["platform"] == "thethings":
-        from iotlink.thethings_device import TTDevice  # imported here: ThingsBoard boards keep the RAM
-
-        return TTDevice(cfg["server"], cfg["token"], timeout=timeout, keepalive=True,
-                        cadata=config.ca_data(cfg))
-    # One kept-alive connection: `make bench` measured a TLS handshake per request at 1/200
-    # of the throughput, and each handshake costs seconds and battery on a board.
-    return ThingsBoard(cfg["server"], cfg["token"], timeout=timeout, keepalive=True,
-                       cadata=config.ca_data(cfg))
-
-
-def load_sensors():
-    # The optional user module sensors.py: (module, None), (None, None) or (None, error).
-    try:
-        import sensors
-    except ImportError as e:
-        if "sensors" in str(e):
-            return None, None
-        return None, "sensors.py: %s" % e
-    except Exception as e:  # a syntax error or a failing import inside sensors.py
-        return None, "sensors.py: %s: %s" % (type(e).__name__, e)
-    if not callable(getattr(sensors, "read", None)):
-        return None, "sensors.py has no read()"
-    return sensors, None
 
 
 def _ms(seconds):
@@ -146,7 +97,12 @@ class App:
         self.poll_max_ms = min(MAX_POLL_MS, wdt_ms // 2) if wdt_ms else MAX_POLL_MS
         self.rpc = Dispatcher(cfg["pins"])
         self.outbox = Outbox(cfg["queue_kb"] * 1024)
-        self.sensors, self.sensor_error = load_sensors()
+        from iotlink import app_once
+
+        try:
+            self.sensors, self.sensor_error = app_once.load_sensors()
+        finally:
+            unload("app_once")
         self.shared_keys = ["interval_s"]
         self.attribute_handlers = [self.apply_shared]
         self.start_tasks = [self.announce]
@@ -184,7 +140,12 @@ class App:
                 if not self.cfg.get("token"):
                     self.ensure_wifi()
                     self.provision()
-                self.client = make_client(self.cfg, self.timeout_s)
+                from iotlink import app_once
+
+                try:
+                    self.client = app_once.make_client(self.cfg, self.timeout_s)
+                finally:
+                    unload("app_once")
             except Exception as e:
                 self.recover(e)
                 net.pause(time.ticks_diff(self.retry_at, time.ticks_ms()), self.wdt.feed)
@@ -195,10 +156,10 @@ class App:
     def follow_updates(self):
         # OTA: fw_*/sw_* shared attributes start an update; the running versions and the last
         # update's outcome are reported once the server is reachable (which keeps a new app).
-        # The OTA code (ota, swap) is in RAM only while it has work: for that report, then from
-        # the first announcement of a package other than the one that runs. The report is the
-        # first start task: the OTA code comes and goes before the others leave objects around
-        # it in the heap (the loop then runs in 8 KiB less).
+        # The OTA code (ota, ota_swap) is in RAM only while it has work: for that report, then
+        # from the first announcement of a package other than the one that runs. The report is
+        # the first start task: the OTA code comes and goes before the others leave objects
+        # around it in the heap.
         if self.cfg["platform"] == "thingsboard":
             self.start_tasks.insert(0, self.report_boot)
 
@@ -239,13 +200,13 @@ class App:
         self.updater.check(shared)
 
     def provision(self):
-        # Only without a token, or with a refused one: token_once.py is loaded for that.
-        from iotlink import token_once
+        # Only without a token, or with a refused one.
+        from iotlink import app_once
 
         try:
-            token_once.obtain(self.cfg, self.path, self.timeout_s)
+            app_once.obtain_token(self.cfg, self.path, self.timeout_s)
         finally:
-            unload("token_once")
+            unload("app_once")
 
     def renew_token(self):
         # The server refused our token (the device was deleted, its credentials changed): the
@@ -300,7 +261,12 @@ class App:
         wifi = self.cfg.get("wifi")
         if wifi and not net.isconnected():
             print("wifi: connecting to '%s'" % wifi["ssid"])
-            print("wifi: up, %s" % net.connect(wifi, idle=self.wdt.feed))
+            from iotlink import net_once
+
+            try:
+                print("wifi: up, %s" % net_once.connect(wifi, idle=self.wdt.feed))
+            finally:
+                unload("net_once")
 
     def sync_clock(self):
         # Client timestamps need a clock a server has set (NTP, else the server's Date header).
@@ -483,7 +449,12 @@ def run(path=config.PATH):
     print("iotlink %s" % __version__)
     try:
         wdt = Watchdog()
-        cfg = wait_for_config(path, wdt)
+        from iotlink import app_once
+
+        try:
+            cfg = app_once.wait_for_config(path, wdt)
+        finally:
+            unload("app_once")
         wdt.start(cfg.get("wdt_ms"))
         app = App(cfg, wdt, path)
         app.start()
