@@ -445,16 +445,22 @@ class App:
         self.client.reply_rpc(rpc_id, reply)
 
 
+def wait_for_config(path, wdt):
+    # The checked config; app_once.py waits while it is missing or broken. (Loaded in a function
+    # of its own: run() never returns, and a module it imported would stay in its frame.)
+    from iotlink import app_once
+
+    try:
+        return app_once.wait_for_config(path, wdt)
+    finally:
+        unload("app_once")
+
+
 def run(path=config.PATH):
     print("iotlink %s" % __version__)
     try:
         wdt = Watchdog()
-        from iotlink import app_once
-
-        try:
-            cfg = app_once.wait_for_config(path, wdt)
-        finally:
-            unload("app_once")
+        cfg = wait_for_config(path, wdt)
         wdt.start(cfg.get("wdt_ms"))
         app = App(cfg, wdt, path)
         app.start()
