@@ -27,7 +27,8 @@
 #   timeline          client timestamps that only go forward, across boots
 #   outbox            telemetry from reading to acknowledged: timeline + store
 #   app               the device loop: one supervisor, scheduling, RPC answers, OTA wiring
-#   app_once            its start (a good config, sensors.py, the client) and a new token
+#   app_once            its start: a good config, sensors.py, the platform client
+#   token_once        a token for a board without one (provisioning, activation)
 #   ota               updates: what to install, what the server hears; resume() at boot
 #   ota_swap            the flash journal: swap a verified app in, roll back
 #   ota_once            one update: download, verify, apply

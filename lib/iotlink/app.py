@@ -201,12 +201,12 @@ class App:
 
     def provision(self):
         # Only without a token, or with a refused one.
-        from iotlink import app_once
+        from iotlink import token_once
 
         try:
-            app_once.obtain_token(self.cfg, self.path, self.timeout_s)
+            token_once.obtain(self.cfg, self.path, self.timeout_s)
         finally:
-            unload("app_once")
+            unload("token_once")
 
     def renew_token(self):
         # The server refused our token (the device was deleted, its credentials changed): the

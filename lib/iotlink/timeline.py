@@ -27,8 +27,8 @@ def _ints(value, size):
 
 
 class Timeline:
-    def __init__(self, boot, mark, queued):
-        # boot: this boot's id; mark: what mark() gave before (kept with the queue); queued: the
+    def __init__(self, boot, mark, records):
+        # boot: this boot's id; mark: what mark() gave before (kept with the queue); records: the
         # records still queued, oldest first (read once, to know the newest stamp among them).
         self.boot = boot
         self.start = None  # this boot's start on the (shifted) clock, once the clock is set
@@ -45,7 +45,7 @@ class Timeline:
         state = self.sent
         head = (0, None, 0)
         first = None
-        for record in queued:
+        for record in records:
             ts, state = self.place(record, state)
             if ts is None:
                 head = self.place(record, head)[1]
