@@ -331,7 +331,7 @@ class App:
         self.up_ticks = now
         return self.up_ms
 
-    def read_values(self):
+    def values(self):
         # The sensors' values (sensors.py), and the board's own: uptime, free heap, drops.
         values = {}
         error = self.sensor_error
@@ -358,7 +358,7 @@ class App:
 
     def take_reading(self, now):
         # Time for telemetry: read it now, whatever the server's state, into the outbox.
-        values = self.read_values()
+        values = self.values()
         self.outbox.add(values, clock.now_ms(), self.uptime_ms())
         self.last_send = now
         self.next_send = time.ticks_add(self.next_send, self.interval_ms)
@@ -369,7 +369,7 @@ class App:
         # A batch takes about 3 times its JSON in RAM (the records, the body, the request): a
         # board with less free heap drains its queue in smaller requests instead of failing on them.
         gc.collect()
-        body, receipt = self.outbox.next_batch(min(BATCH_BYTES, gc.mem_free() // 4))
+        body, receipt = self.outbox.batch(min(BATCH_BYTES, gc.mem_free() // 4))
         refused = None
         try:
             self.client.send_telemetry(body)

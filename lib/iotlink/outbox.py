@@ -3,7 +3,7 @@
 # nothing; batches go oldest first and leave flash only once the server took them.
 #
 #   outbox.add(values, now, uptime)         a reading: on flash at once
-#   body, receipt = outbox.next_batch(n)    the oldest queued records as one request body
+#   body, receipt = outbox.batch(n)         the oldest queued records as one request body
 #   outbox.sent(receipt)                    the server has them: they leave flash
 #
 # sent() is the one step that changes what is on flash for a batch: the head file, replaced
@@ -58,7 +58,7 @@ class Outbox:
             self.store.dropped += 1
             print("queue: record lost (%s)" % e)
 
-    def next_batch(self, max_bytes):
+    def batch(self, max_bytes):
         # (the request body of the oldest queued records, about max_bytes of JSON; the receipt
         # for sent()). Nothing leaves flash until then.
         frames, cursor = self.store.batch(max_bytes=max_bytes, parse=False)
