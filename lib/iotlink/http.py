@@ -68,12 +68,13 @@ def quote(value):
 
 
 def read_into(resp, buf):
-    # Fill buf from the response body; return how many bytes arrived before EOF.
+    # Fill buf from the response body; return how many bytes arrived before EOF. A slice of the
+    # view only when a read came short: each is an object on the heap.
     mv = memoryview(buf)
     got = 0
     try:
         while got < len(buf):
-            n = resp.raw.readinto(mv[got:])
+            n = resp.raw.readinto(mv[got:] if got else mv)
             if not n:
                 break
             got += n
@@ -96,11 +97,12 @@ def read_body(resp, limit=MAX_BODY):
                 raise ProtocolError("reply truncated at %d of %d bytes" % (got, length))
             return buf
         # No length: the body ends where the server closes the connection (or the last chunk).
+        # buf grows in place when nothing was allocated after it: no slice for a full part.
         buf = bytearray()
         part = bytearray(256)
         while True:
             got = read_into(resp, part)
-            buf.extend(memoryview(part)[:got])
+            buf.extend(part if got == len(part) else memoryview(part)[:got])
             if len(buf) > limit:
                 raise ProtocolError("reply exceeds the %d byte limit" % limit)
             if got < len(part):

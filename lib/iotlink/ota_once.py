@@ -16,7 +16,7 @@ ESP32_IMAGE_MAGIC = 0xE9  # first byte of an ESP32 app image; a tar starts with 
 
 
 def _message(exc):
-    if isinstance(exc, (UpdateFailed, ValueError, IotlinkError)):
+    if isinstance(exc, (ValueError, IotlinkError)):
         return str(exc)
     return "%s: %s" % (type(exc).__name__, exc)
 
