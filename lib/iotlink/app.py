@@ -97,12 +97,8 @@ class App:
         self.poll_max_ms = min(MAX_POLL_MS, wdt_ms // 2) if wdt_ms else MAX_POLL_MS
         self.rpc = Dispatcher(cfg["pins"])
         self.outbox = Outbox(cfg["queue_kb"] * 1024)
-        from iotlink import app_once
-
-        try:
-            self.sensors, self.sensor_error = app_once.load_sensors()
-        finally:
-            unload("app_once")
+        self.sensors = None  # the user's sensors.py, once start() loaded it
+        self.sensor_error = None  # why it could not be used
         self.shared_keys = ["interval_s"]
         self.attribute_handlers = [self.apply_shared]
         self.start_tasks = [self.announce]
@@ -133,22 +129,14 @@ class App:
 
     # ---- start-up --------------------------------------------------------------------
     def start(self):
-        # The platform client; first a token from the server if config.json has none.
-        while self.client is None:
-            self.wdt.feed()
-            try:
-                if not self.cfg.get("token"):
-                    self.ensure_wifi()
-                    self.provision()
-                from iotlink import app_once
+        # sensors.py and the platform client (first a token from the server if config.json has
+        # none), until the client is there: app_once.py's work, loaded for this call.
+        from iotlink import app_once
 
-                try:
-                    self.client = app_once.make_client(self.cfg, self.timeout_s)
-                finally:
-                    unload("app_once")
-            except Exception as e:
-                self.recover(e)
-                net.pause(time.ticks_diff(self.retry_at, time.ticks_ms()), self.wdt.feed)
+        try:
+            app_once.start(self)
+        finally:
+            unload("app_once")
         self.healthy()
         self.follow_updates()
         print("server: %s, %d pins, every %s s" % (self.cfg["server"], len(self.cfg["pins"]), self.cfg["interval_s"]))

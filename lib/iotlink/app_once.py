@@ -1,6 +1,8 @@
-# What the device loop (app.py) does only at start: wait for a good config.json, load the
-# user's sensors.py, make the platform client. The app loads this module for each of these
+# What the device loop (app.py) does only at start: wait for a good config.json, then load the
+# user's sensors.py and make the platform client. The app loads this module for each of the two
 # calls and unloads it after.
+import time
+
 from iotlink import config, net
 from iotlink.config_values import valid_wdt_ms
 from iotlink.errors import ConfigError
@@ -27,6 +29,22 @@ def wait_for_config(path, wdt):
         except ConfigError:
             pass
         net.pause(CONFIG_RETRY_S * 1000, wdt.feed)
+
+
+def start(app):
+    # The App's sensors and client; a token first where config.json has none. Failures go to
+    # app.recover(), which says when to try again.
+    app.sensors, app.sensor_error = load_sensors()
+    while app.client is None:
+        app.wdt.feed()
+        try:
+            if not app.cfg.get("token"):
+                app.ensure_wifi()
+                app.provision()
+            app.client = make_client(app.cfg, app.timeout_s)
+        except Exception as e:
+            app.recover(e)
+            net.pause(time.ticks_diff(app.retry_at, time.ticks_ms()), app.wdt.feed)
 
 
 def make_client(cfg, timeout):
