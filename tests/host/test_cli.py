@@ -54,7 +54,7 @@ def test_errors_of_a_command_are_reported_the_same_way(tmp_path, server, capsys)
     err = capsys.readouterr().err
     assert err.startswith("iotlink: error: --create: ") and "401" in err and err.count("\n") == 1
     port = server.url.rsplit(":", 1)[1]
-    assert cli.main(["devserver", "--port", port]) == 1
+    assert cli.main(["devserver", "--http-port", port]) == 1
     assert capsys.readouterr().err.startswith(f"iotlink: error: cannot serve on 127.0.0.1:{port} (")
     assert cli.main(["bundle", "--out", str(tmp_path / "app.tar"), "--server", "http://127.0.0.1:1"]) == 1
     assert capsys.readouterr().err == "iotlink: error: cannot reach http://127.0.0.1:1: [Errno 111] Connection refused\n"

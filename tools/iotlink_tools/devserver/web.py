@@ -203,6 +203,7 @@ class _Handler(BaseHTTPRequestHandler):
             except Exception as exc:  # a handler bug must show up, not hang the client
                 resp = text_response(f"internal error: {exc!r}", 500)
         exchange.status = resp.status
+        self.server.answered(exchange)
         self._send(resp)
 
     def _send(self, resp: Response):
@@ -241,9 +242,11 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 128  # boards open a connection per request: a short backlog drops SYNs
     clock_skew_s = 0.0  # added to the time in the Date header
 
-    def __init__(self, address, router: Router, record: Callable[[Exchange], None]):
+    def __init__(self, address, router: Router, record: Callable[[Exchange], None],
+                 answered: Callable[[Exchange], None] = lambda exchange: None):
         self.router = router
-        self.record = record
+        self.record = record  # each request as it arrives
+        self.answered = answered  # each request once its answer is known, before it is sent
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
         super().__init__(address, _Handler)
