@@ -65,7 +65,7 @@ def test_cli_deploys_resets_and_the_app_reports(server, pty_board, tmp_path, cap
     board = pty_board("b1")
     config_file = tmp_path / "board.json"
     config_file.write_text(json.dumps(board_config(server)))
-    assert cli.main(["deploy", board.port, "--config", str(config_file), "--reset"]) == 0
+    assert cli.main(["deploy", "-p", board.port, "--config", str(config_file), "--reset"]) == 0
     assert server.wait_for(lambda: server.telemetry("b1", "uptime_s"), 15)
     out = capsys.readouterr()
     assert "every file verified by SHA-256; reset" in out.out
@@ -100,12 +100,23 @@ def test_mpy_deploy_replaces_sources_and_runs(server, pty_board):
 
 
 def test_missing_port_is_a_clear_error(capsys):
-    assert cli.main(["deploy", "/dev/nonexistent-board"]) == 1
+    assert cli.main(["deploy", "--port", "/dev/nonexistent-board"]) == 1
     assert "iotlink: error: cannot open /dev/nonexistent-board" in capsys.readouterr().err
 
 
-def test_secret_free_masks_every_secret():
-    shown = deploy.secret_free({"token": "t", "activation_code": "a", "wifi": {"ssid": "s", "password": "p"},
-                                "provision": {"key": "k", "secret": "x", "device_name": "n"}, "interval_s": 3})
-    assert shown == {"token": "***", "activation_code": "***", "wifi": {"ssid": "s", "password": "***"},
-                     "provision": {"key": "k", "secret": "***", "device_name": "n"}, "interval_s": 3}
+def test_numeric_secrets_refused_by_the_firmware_are_not_echoed(server, pty_board, tmp_path, capsys):
+    """The firmware shows numbers in its messages ("got 12345678"): a number under a secret key
+    is a secret all the same."""
+    board = pty_board("b1")
+    config_file = tmp_path / "board.json"
+    config_file.write_text(json.dumps({"server": server.url, "token": "T", "wifi": {"ssid": "lab", "password": 87654321}}))
+    assert cli.main(["deploy", "-p", board.port, "--config", str(config_file)]) == 1
+    out = capsys.readouterr()
+    assert out.err == "iotlink: error: the firmware refuses this config: 'wifi.password' must be a string (got ***)\n"
+    assert "87654321" not in out.out + out.err
+    config_file.write_text(json.dumps({"server": server.url, "token": 12345678}))
+    assert cli.main(["deploy", "-p", board.port, "--config", str(config_file)]) == 1
+    out = capsys.readouterr()
+    assert out.err.startswith("iotlink: error: the firmware refuses this config: 'token' must be")
+    assert "12345678" not in out.out + out.err
+    assert not (board.folder / "config.json").exists()

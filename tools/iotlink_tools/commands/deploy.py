@@ -1,6 +1,6 @@
 """Copy the iotlink app and a board's config.json onto a board through its serial port (mpremote).
 
-  iotlink deploy PORT [--config board.json] [--mpy] [--reset]
+  iotlink deploy [-p PORT] [--config board.json] [--mpy] [--reset]     (-p auto: the one board on USB)
 
 The board is driven like `mpremote resume`: Ctrl-C stops a running app, then the raw REPL, never a
 soft reset (so a virtual board on a pseudo-terminal works too). Ctrl-C goes again while no prompt
@@ -25,8 +25,11 @@ from typing import Callable, Iterator
 from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
 
-from .. import firmware
+from .. import firmware, ui
 from ..errors import ToolError
+from ..options import add_serial_port
+from ..secret import masked, redact
+from ..serialports import resolve
 
 CONFIG = "config.json"
 CHUNK = 1024  # bytes per write command: fewer round trips than mpremote's 256, small for any board
@@ -102,16 +105,6 @@ def app_files(mpy: bool = False) -> list[tuple[str, bytes]]:
         return [(name, path.read_bytes()) for name, path in firmware.files(Path(out) if mpy else None).items()]
 
 
-def secret_free(config: dict) -> dict:
-    """The config with its secrets masked, for showing."""
-    shown = json.loads(json.dumps(config))
-    for section, key in ((None, "token"), (None, "activation_code"), ("wifi", "password"), ("provision", "secret")):
-        holder = shown.get(section) if section else shown
-        if isinstance(holder, dict) and key in holder:
-            holder[key] = "***"
-    return shown
-
-
 def _ensure_folders(board: SerialTransport, paths: list[str]) -> None:
     """Create the folders these files go in, parents first."""
     folders = {parent for path in paths for parent in Path(path).parents if parent != Path(".")}
@@ -138,7 +131,7 @@ def _check_config(board: SerialTransport, config: dict) -> None:
         f"try:\n _c.check(_j.loads({json.dumps(config)!r}))\nexcept _c.ConfigError as _e:\n print(_e)\n"
     ).decode().strip()
     if reply:
-        raise BoardError(f"the firmware refuses this config: {reply}")
+        raise BoardError(f"the firmware refuses this config: {redact(reply, config)}")
 
 
 def deploy(port: str, config: dict | None = None, mpy: bool = False,
@@ -179,7 +172,7 @@ def load_config(path: Path) -> dict:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("port", help="the board's serial port (a virtual board's /dev/pts/N works too)")
+    add_serial_port(p)
     p.add_argument("--config", type=Path, help="this board's config.json (DESIGN section 4); "
                                                "without it the board keeps its own")
     p.add_argument("--mpy", action="store_true", help="install the library as .mpy bytecode (mpy-cross)")
@@ -188,14 +181,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else None
-    files = deploy(args.port, config, args.mpy)
+    port = resolve(args.port)
+    files = deploy(port, config, args.mpy)
     if args.reset:
-        reset(args.port)
+        reset(port)
     for path, size, action in files:
-        print(f"{size:7d}  {path:28s} {action}")
+        ui.info(f"{size:7d}  {path:28s} {action}")
     if config is not None:
-        print(f"config: {json.dumps(secret_free(config))}")
+        ui.info(f"config: {json.dumps(masked(config))}")
     written = sum(1 for _, _, action in files if action == "written")
-    print(f"{args.port}: {written} written, {len(files) - written} unchanged, every file verified by SHA-256"
+    print(f"{port}: {written} written, {len(files) - written} unchanged, every file verified by SHA-256"
           + ("; reset" if args.reset else ""))
     return 0
