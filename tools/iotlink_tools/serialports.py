@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 from .errors import ToolError
@@ -36,6 +37,15 @@ def usb_boards() -> list[UsbBoard]:
     found = [UsbBoard(p.device, kind, p.serial_number or "")
              for p in comports() if (kind := board_type(p.vid, p.pid))]
     return sorted(found)
+
+
+def port_exists(port: str) -> bool:
+    """Whether a serial port of that name is there now (a device file, or a COM port on Windows)."""
+    if os.path.exists(port):
+        return True
+    from serial.tools.list_ports import comports
+
+    return any(p.device == port for p in comports())
 
 
 def resolve(port: str) -> str:
