@@ -95,8 +95,7 @@ def run(server_url: str | None = None, size: int = 1 << 20, heapsize: str = "64k
         name = f"ota-bench-{os.getpid()}"
         if rest.find_device(name) is None:
             rest.create_device(name, token=TOKEN)
-        files: dict[str, Path | bytes] = dict(app_files(mpy=True, build_dir=stack.enter_context(
-            tempfile.TemporaryDirectory(prefix="ota-bench-mpy-"))))
+        files: dict[str, Path | bytes] = dict(app_files(mpy=True))
         blob = max(size - len(build(files)), 0)
         while True:  # tar pads to 10 KiB records: grow the data file until the package is `size`
             files["assets/blob.bin"] = os.urandom(blob)
