@@ -3,6 +3,7 @@ online through the devserver's REST API, by the real command; and each way a row
 
 import csv
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -326,6 +327,15 @@ def test_report_cells_a_spreadsheet_would_run_are_text(tmp_path):
     assert [r["name"] for r in rows] == ["'" + n for n in names[:-1]] + ["pump-1"]
     assert [r["detail"] for r in rows] == [r["name"] for r in rows]
     assert [r["name"] for r in json.loads(json_path.read_text())] == names  # JSON keeps them as they are
+
+
+def test_failure_details_hold_no_secret_of_the_run_numbers_included(tmp_path):
+    args = SimpleNamespace(device_server="http://127.0.0.1:8080", provision_key=None, wifi_ssid="lab",
+                           wifi_password=None, password="Tenant-Pass-9")
+    fleet = provision.Fleet(args, None, None, {"wifi": {"ssid": "lab", "password": 31415926}}, None)
+    board = provision.Board(2, "pump-1", wifi_password="row-wifi-pw")
+    said = provision.BoardError("got 31415926, TOKEN_ABC_123 and Tenant-Pass-9")
+    assert fleet.describe(said, board, "TOKEN_ABC_123") == "got ***, *** and ***"
 
 
 def test_rest_settings_defaults_match_thingsboard():

@@ -419,7 +419,7 @@ class Fleet:
 
     def describe(self, exc: Exception, board: Board, token: str | None) -> str:
         """What went wrong, in one line without any secret of the run (numbers included)."""
-        secrets_of_run = [self.board_config(board, token), {"password": self.args.password}]
+        secrets_of_run = [self.base_config, self.board_config(board, token), {"password": self.args.password}]
         return redact(_describe(exc), secrets_of_run)
 
 
