@@ -20,7 +20,7 @@ import machine
 
 from iotlink import __version__, call_and_forget, clock, config, forget, net
 from iotlink.errors import HTTPError, IotlinkError, ProvisionError
-from iotlink.rpc import Dispatcher
+from iotlink.rpc import GPIO_METHODS, Dispatcher
 from iotlink.store import Store
 from iotlink.thingsboard import MAX_POLL_MS, ThingsBoard
 from iotlink.timeline import Timeline
@@ -478,7 +478,10 @@ class App:
             reply = self.rpc.handle(request["method"], request.get("params"))
             self.last_rpc = (request, reply)
             failed = isinstance(reply, dict) and "error" in reply
-            print("rpc %d %s -> %s" % (rpc_id, request["method"], "error" if failed else "ok"))
+            params = request.get("params") if request["method"] in GPIO_METHODS else None
+            shown = "".join(" %s=%s" % (k, str(params[k])[:16]) for k in ("pin", "value", "enabled")
+                            if k in params) if isinstance(params, dict) else ""
+            print("rpc %d %s%s -> %s" % (rpc_id, request["method"], shown, "error" if failed else "ok"))
         self.client.reply_rpc(rpc_id, reply)
 
 

@@ -287,7 +287,7 @@ def test_thethings_read_serves_up_to_1000_values(server):
 
 def test_devserver_command_creates_what_the_python_api_does(tmp_path):
     proc = subprocess.Popen(
-        [IOTLINK, "devserver", "--port", "0", "--db", str(tmp_path / "dev.db"), "--user", "ops@example.com",
+        [IOTLINK, "devserver", "--http-port", "0", "--db", str(tmp_path / "dev.db"), "--user", "ops@example.com",
          "--password", "s3cret", "--device", "pump-1:PUMP1", "--provision", "KEY:SECRET", "--pre-provisioned",
          "--rpc-reply", 'getTime={"time": 1}', "--thing", "THING1", "--activation", "ACT-1:P1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
