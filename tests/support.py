@@ -137,13 +137,13 @@ def console_has(board, text):
 BOOT = """
 import os, json
 from iotlink.thingsboard import ThingsBoard
-from iotlink import ota, swap
+from iotlink import ota, ota_swap
 KILL = {kill!r}
 def hook(step):
     print("@@" + json.dumps(step))
     if step == KILL:
         os.system("kill -9 $PPID")  # a power cut: no finally, no flush, nothing after
-swap.hook = hook
+ota_swap.hook = hook
 ota.resume()
 
 def walk(folder, found):

@@ -161,7 +161,7 @@ def test_a_fixed_config_is_picked_up_without_a_reset(server, device, tmp_path):
     folder = flash(tmp_path, None)
     board = Board(folder)
     # The real firmware with a shorter look-again period than the 10 s a user gets.
-    board.command = micropython_command() + ["-c", "from iotlink import app\napp.CONFIG_RETRY_S = 1\napp.run()"]
+    board.command = micropython_command() + ["-c", "from iotlink import app, app_once\napp_once.CONFIG_RETRY_S = 1\napp.run()"]
     with board:
         wait_until(console_has(board, "config.json not found"), 10)
         (folder / "config.json").write_text(json.dumps(config(server)))

@@ -33,7 +33,7 @@ TOKEN = "OTA_BENCH_TOKEN"
 BOARD = """
 import gc, json, time
 import machine
-from iotlink import ota, swap
+from iotlink import ota, ota_swap
 from iotlink.thingsboard import ThingsBoard
 ota.resume()
 up = ota.Updater(ThingsBoard(URL, TOKEN, timeout=10), chunk_size=CHUNK)
@@ -51,7 +51,7 @@ def sample(step):
         figures["apply_ms"] = time.ticks_diff(time.ticks_ms(), t0) - figures["download_ms"]
         print("@@" + json.dumps(figures))
 
-swap.hook = sample
+ota_swap.hook = sample
 if up.report_boot():
     up.check(ThingsBoard(URL, TOKEN).request_attributes(shared_keys=up.KEYS)["shared"])
 print("@@" + json.dumps({"idle": True}))
