@@ -3,18 +3,32 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# Two stamps: what running needs, and that plus the test dependencies (the stamp `make test` and
+# a developer's `make .venv/.installed` use).
+RUN_STAMP  := $(VENV)/.installed-run
+STAMP      := $(VENV)/.installed
+# `make run PORT=9090`: the port of the demo's server and web page.
+PORT ?= 8080
 
 .PHONY: run test test-fast bench mpy soak clean
 
 # One pinned file (pyproject.toml) says what the host needs; reinstall only when it changes.
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml
+	@echo "iotlink: creating the virtual environment $(VENV)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
-	touch $(STAMP)
+	@echo "iotlink: installing the host tools and their pinned dependencies (a minute or two the first time)"
+	$(BIN)/pip install --disable-pip-version-check --progress-bar off -q -e .
+	@touch $@
+	@echo "iotlink: installed: $(BIN)/iotlink"
 
-run: $(STAMP)
-	$(BIN)/iotlink demo
+$(STAMP): $(RUN_STAMP)
+	@echo "iotlink: installing the test dependencies"
+	$(BIN)/pip install --disable-pip-version-check --progress-bar off -q -e '.[test]'
+	@touch $@
+	@echo "iotlink: test dependencies installed"
+
+run: $(RUN_STAMP)
+	$(BIN)/iotlink demo --http-port $(PORT)
 
 # The web page's test drives a real headless browser: Debian's chromium and its driver,
 # installed once (we run as root; apt-get runs only while one of them is missing).
@@ -28,14 +42,14 @@ test: $(STAMP) $(BROWSER)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not browser" $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(RUN_STAMP)
 	$(BIN)/python -m iotlink_lab.bench
 
-mpy: $(STAMP)
+mpy: $(RUN_STAMP)
 	$(BIN)/iotlink mpy
 
 MINUTES ?= 5
-soak: $(STAMP)
+soak: $(RUN_STAMP)
 	$(BIN)/python -m iotlink_lab.soak --minutes $(MINUTES)
 
 clean:

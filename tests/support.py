@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import tarfile
+import urllib.error
+import urllib.request
 import threading
 import time
 from dataclasses import dataclass, field
@@ -373,3 +375,30 @@ def load(mp, cfg):
     text = cfg if isinstance(cfg, str) else json.dumps(cfg)
     (mp.flash / "config.json").write_text(text)
     return mp(LOAD)
+
+
+# ---- the devserver's REST API, raw -------------------------------------------------------
+
+TENANT = {"username": "tenant@thingsboard.org", "password": "tenant"}
+
+
+def call(server, method, path, body=None, token=None, headers=None, raw=False):
+    """(status, JSON or bytes) of one request, with no client in between."""
+    headers = dict(headers or {})
+    if token:
+        headers.setdefault("X-Authorization", f"Bearer {token}")
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    if data is not None:
+        headers.setdefault("Content-Type", "application/json")
+    req = urllib.request.Request(server.url + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as reply:
+            status, content = reply.status, reply.read()
+    except urllib.error.HTTPError as exc:
+        status, content = exc.code, exc.read()
+    if raw:
+        return status, content
+    try:
+        return status, json.loads(content) if content else None
+    except ValueError:
+        return status, content

@@ -22,7 +22,7 @@ from iotlink import __version__, clock, config, net, unload
 from iotlink.config_values import positive_number
 from iotlink.errors import ConfigError, HTTPError, IotlinkError, ProvisionError, WifiError
 from iotlink.outbox import Outbox
-from iotlink.rpc import Dispatcher
+from iotlink.rpc import GPIO_METHODS, Dispatcher
 from iotlink.thingsboard import MAX_POLL_MS
 
 RESTART_DELAY_S = 30  # after an error nothing else caught: reset the board this much later
@@ -429,7 +429,10 @@ class App:
             reply = self.rpc.handle(request["method"], request.get("params"))
             self.last_rpc = (request, reply)
             failed = isinstance(reply, dict) and "error" in reply
-            print("rpc %d %s -> %s" % (rpc_id, request["method"], "error" if failed else "ok"))
+            params = request.get("params") if request["method"] in GPIO_METHODS else None
+            shown = "".join(" %s=%s" % (k, str(params[k])[:16]) for k in ("pin", "value", "enabled")
+                            if k in params) if isinstance(params, dict) else ""
+            print("rpc %d %s%s -> %s" % (rpc_id, request["method"], shown, "error" if failed else "ok"))
         self.client.reply_rpc(rpc_id, reply)
 
 

@@ -79,6 +79,12 @@ def test_rpc_drives_pins_and_bad_requests_get_errors_while_the_loop_goes_on(serv
     replies = server.requests_to(f"/api/v1/{TOKEN}/rpc/", "POST")
     assert [e.path.rsplit("/", 1)[1] for e in replies] == [str(i) for i in range(8)]  # id 0 included
     assert replies[0].json() == {"pin": "23", "value": 1}
+    # The console says which pin and level each GPIO call was about; other methods' params stay out.
+    lines = [line for line in board.console().splitlines() if line.startswith("rpc ")]
+    assert lines == ["rpc 0 setGpio pin=23 value=1 -> ok", "rpc 1 getGpio pin=23 -> ok", "rpc 2 reboot -> error",
+                     "rpc 3 setGpio pin=2 value=1 -> error", "rpc 4 setGpio -> error",
+                     "rpc 5 setGpio pin=led value=7 -> error", "rpc 6 setGpioStatus pin=led enabled=True -> ok",
+                     "rpc 7 getGpioStatus -> ok"]
     assert board.boots == 1
 
 

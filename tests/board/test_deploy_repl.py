@@ -169,7 +169,7 @@ def fake_device(answer=lambda byte: None):
 
 def test_nothing_answering_is_a_clear_error(quick, capsys):
     with fake_device() as (path, received):
-        assert cli.main(["deploy", path]) == 1
+        assert cli.main(["deploy", "-p", path]) == 1
     assert f"iotlink: error: {path}: no MicroPython prompt after 3 Ctrl-C, 0.3 s each " \
            "(is a MicroPython board on this port?)" in capsys.readouterr().err
     assert bytes(received) == b"\r\x03\x02" * 3  # three tries, then nothing else was sent

@@ -67,7 +67,7 @@ def test_an_https_server_without_a_ca_is_one_line_before_anything_is_copied(pty_
     board = pty_board("b1")
     config_file = tmp_path / "board.json"
     config_file.write_text(json.dumps({"server": "https://127.0.0.1:8443", **SECRETS}))
-    assert cli.main(["deploy", board.port, "--config", str(config_file)]) == 1
+    assert cli.main(["deploy", "-p", board.port, "--config", str(config_file)]) == 1
     err = capsys.readouterr().err
     assert err == ("iotlink: error: the firmware refuses this config: an https 'server' needs 'ca' (the CA "
                    "certificate file on the board, PEM or DER) or \"tls_insecure\": true to skip verifying the server\n")
@@ -79,7 +79,7 @@ def test_cli_deploys_resets_and_the_app_reports(server, pty_board, tmp_path, cap
     board = pty_board("b1")
     config_file = tmp_path / "board.json"
     config_file.write_text(json.dumps(board_config(server)))
-    assert cli.main(["deploy", board.port, "--config", str(config_file), "--reset"]) == 0
+    assert cli.main(["deploy", "-p", board.port, "--config", str(config_file), "--reset"]) == 0
     assert server.wait_for(lambda: server.telemetry("b1", "uptime_s"), 15)
     out = capsys.readouterr()
     assert "every file verified by SHA-256; reset" in out.out
@@ -104,7 +104,7 @@ def test_the_default_mpy_deploy_replaces_sources_and_runs(server, pty_board, cap
     server.add_device("b1", SECRETS["token"])
     board = pty_board("b1")
     deploy.deploy(board.port, board_config(server), mpy=False)
-    assert cli.main(["deploy", board.port]) == 0
+    assert cli.main(["deploy", "-p", board.port]) == 0
     package = board.folder / "lib" / "iotlink"
     modules = sorted(p.relative_to(package.parent).as_posix() for p in package.iterdir())
     assert modules == sorted(name.replace(".py", ".mpy") for name in firmware.modules())
@@ -135,13 +135,13 @@ def test_a_board_that_loads_another_mpy_version_is_refused_before_anything_is_co
     folder.mkdir()
     (folder / "boot.py").write_text(OLD_MICROPYTHON)
     board = pty_board("old")
-    assert cli.main(["deploy", board.port]) == 1
+    assert cli.main(["deploy", "-p", board.port]) == 1
     major, sub = firmware.mpy_version()
     assert capsys.readouterr().err == (
         f"iotlink: error: {board.port}: MicroPython 1.12.0 on the board loads .mpy v5, this tool compiles "
         f".mpy v{major}.{sub}: update the board's MicroPython, or copy the source with --py\n")
     assert [p.name for p in folder.iterdir()] == ["boot.py"]
-    assert cli.main(["deploy", board.port, "--py"]) == 0  # the source it takes
+    assert cli.main(["deploy", "-p", board.port, "--py"]) == 0  # the source it takes
     assert (folder / "lib" / "iotlink" / "app.py").is_file()
 
 
@@ -153,7 +153,7 @@ def test_ca_goes_on_the_board_as_der_and_the_board_reports_over_verified_tls(pty
         config_file = tmp_path / "board.json"
         config_file.write_text(json.dumps({"server": tls_server.url, **SECRETS, "interval_s": 1}))
         assert tls_server.url.startswith("https://")
-        assert cli.main(["deploy", board.port, "--config", str(config_file), "--ca", str(pki["ca"]), "--reset"]) == 0
+        assert cli.main(["deploy", "-p", board.port, "--config", str(config_file), "--ca", str(pki["ca"]), "--reset"]) == 0
         der = ssl.PEM_cert_to_DER_cert(pki["ca"].read_text())
         assert (board.folder / "ca.der").read_bytes() == der
         assert json.loads((board.folder / "config.json").read_text())["ca"] == "ca.der"
@@ -178,18 +178,29 @@ def test_a_ca_file_must_hold_one_certificate(tmp_path):
 
 def test_a_ca_without_a_config_is_refused(pty_board, tmp_path, capsys):
     pki = make_pki(tmp_path)
-    assert cli.main(["deploy", "/dev/nonexistent-board", "--ca", str(pki["ca"])]) == 1
+    assert cli.main(["deploy", "-p", "/dev/nonexistent-board", "--ca", str(pki["ca"])]) == 1
     assert capsys.readouterr().err == \
         "iotlink: error: a CA certificate goes with a config that names it: give --config too\n"
 
 
 def test_missing_port_is_a_clear_error(capsys):
-    assert cli.main(["deploy", "/dev/nonexistent-board"]) == 1
+    assert cli.main(["deploy", "--port", "/dev/nonexistent-board"]) == 1
     assert "iotlink: error: cannot open /dev/nonexistent-board" in capsys.readouterr().err
 
 
-def test_secret_free_masks_every_secret():
-    shown = deploy.secret_free({"token": "t", "activation_code": "a", "wifi": {"ssid": "s", "password": "p"},
-                                "provision": {"key": "k", "secret": "x", "device_name": "n"}, "interval_s": 3})
-    assert shown == {"token": "***", "activation_code": "***", "wifi": {"ssid": "s", "password": "***"},
-                     "provision": {"key": "k", "secret": "***", "device_name": "n"}, "interval_s": 3}
+def test_numeric_secrets_refused_by_the_firmware_are_not_echoed(server, pty_board, tmp_path, capsys):
+    """The firmware shows numbers in its messages ("got 12345678"): a number under a secret key
+    is a secret all the same."""
+    board = pty_board("b1")
+    config_file = tmp_path / "board.json"
+    config_file.write_text(json.dumps({"server": server.url, "token": "T", "wifi": {"ssid": "lab", "password": 87654321}}))
+    assert cli.main(["deploy", "-p", board.port, "--config", str(config_file)]) == 1
+    out = capsys.readouterr()
+    assert out.err == "iotlink: error: the firmware refuses this config: 'wifi.password' must be a string (got ***)\n"
+    assert "87654321" not in out.out + out.err
+    config_file.write_text(json.dumps({"server": server.url, "token": 12345678}))
+    assert cli.main(["deploy", "-p", board.port, "--config", str(config_file)]) == 1
+    out = capsys.readouterr()
+    assert out.err.startswith("iotlink: error: the firmware refuses this config: 'token' must be")
+    assert "12345678" not in out.out + out.err
+    assert not (board.folder / "config.json").exists()

@@ -220,7 +220,7 @@ def test_an_allowed_host_name_reaches_the_page_and_rest():
 
 
 def test_the_devserver_command_allows_the_hosts_it_is_given(tmp_path):
-    proc = subprocess.Popen([IOTLINK, "devserver", "--port", "0", "--allow-host", "devbox.example",
+    proc = subprocess.Popen([IOTLINK, "devserver", "--http-port", "0", "--allow-host", "devbox.example",
                              "--allow-host", "pi.lan"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         for line in proc.stdout:

@@ -136,3 +136,17 @@ def test_what_is_wrong_is_said_before_anything_is_sent(server, tmp_path, capsys)
         assert ota(server, *args) == 1
         assert capsys.readouterr().err == f"iotlink: error: {said}\n"
     assert server.requests_to("/api/otaPackage") == []
+
+
+def test_quiet_shows_only_the_table_and_the_error_and_the_password_comes_from_a_file(server, tmp_path, capsys,
+                                                                                     monkeypatch):
+    server.add_device("offline-1", "offline-token")
+    password = tmp_path / "password"
+    password.write_text("tenant\n")
+    monkeypatch.setenv("IOTLINK_PASSWORD", "not-the-password")  # the file wins over the variable
+    assert main(["ota", "-q", "--server", server.url, "--password-file", str(password), "--poll", "0.2",
+                 "--device", "offline-1", "--timeout", "1"]) == 1
+    out, err = capsys.readouterr()
+    assert "package" not in out and "assigned" not in out and "offline-1: INITIATED" not in out
+    assert "offline-1" in out and "INITIATED" in out  # the table, at the end
+    assert err == "iotlink: error: 1 of 1 devices not updated: offline-1: INITIATED (not UPDATED within 1 s)\n"

@@ -38,7 +38,7 @@ def test_the_example_fleet_goes_online_over_tls_and_is_updated_over_the_air(inst
         assert server.url.startswith("https://127.0.0.1:")
         account = ["--server", server.url, "--ca", "ca.pem", "--user", "tenant@thingsboard.org", "--password", "tenant"]
         done = run_installed(installed_tool, "provision", "fleet.csv", "--config", "fleet-base.json", *account,
-                             "--poll", "0.5", cwd=work)
+                             "--wifi-ssid", "farm-wifi", "--poll", "0.5", cwd=work)
         assert done.returncode == 0, done.stdout + done.stderr
         report = json.loads((work / "fleet.report.json").read_text())
         assert {r["name"]: r["status"] for r in report} == dict.fromkeys(boards, "online")

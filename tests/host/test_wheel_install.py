@@ -32,7 +32,7 @@ def test_deploy_and_provision_from_a_folder_of_the_users(installed_tool, server,
     server.add_device("desk-1", "DESK_TOKEN_1")
     board = pty_board("desk-1")
     (work / "board.json").write_text(json.dumps({"server": server.url, "token": "DESK_TOKEN_1", "interval_s": 1}))
-    done = run_installed(installed_tool, "deploy", board.port, "--config", "board.json", "--reset", cwd=work)
+    done = run_installed(installed_tool, "deploy", "-p", board.port, "--config", "board.json", "--reset", cwd=work)
     assert done.returncode == 0, done.stdout + done.stderr
     assert server.wait_for(lambda: server.telemetry("desk-1", "uptime_s"), 20)
     assert (board.folder / "main.py").read_bytes() == (REPO / "main.py").read_bytes()
@@ -42,7 +42,7 @@ def test_deploy_and_provision_from_a_folder_of_the_users(installed_tool, server,
     second = pty_board("desk-2")
     (work / "fleet.csv").write_text(f"name,port\ndesk-2,{second.port}\n")
     done = run_installed(installed_tool, "provision", "fleet.csv", "--url", server.url, "--user",
-                         "tenant@thingsboard.org", "--password", "tenant", "--poll", "0.5", cwd=work)
+                         "tenant@thingsboard.org", "--password", "tenant", "--wifi-ssid", "lab", "--poll", "0.5", cwd=work)
     assert done.returncode == 0, done.stdout + done.stderr
     assert [r["status"] for r in json.loads((work / "fleet.report.json").read_text())] == ["online"]
     assert server.telemetry("desk-2", "uptime_s")

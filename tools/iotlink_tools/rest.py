@@ -269,13 +269,20 @@ class ThingsBoardREST:
                 latest[key] = (points[0]["ts"], points[0]["value"])
         return latest
 
-    def save_shared_attributes(self, device_id: str, values: dict) -> None:
-        self.request("POST", f"/api/plugins/telemetry/DEVICE/{quote(device_id)}/attributes/SHARED_SCOPE", values)
+    def save_attributes(self, device_id: str, scope: str, values: dict) -> None:
+        """Save attributes of a scope: SHARED_SCOPE (the device hears them) or SERVER_SCOPE."""
+        self.request("POST", f"/api/plugins/telemetry/DEVICE/{quote(device_id)}/attributes/{scope}", values)
 
-    def shared_attributes(self, device_id: str, keys: list[str] | None = None) -> dict:
-        reply = self.request("GET", f"/api/plugins/telemetry/DEVICE/{quote(device_id)}/values/attributes/SHARED_SCOPE",
+    def attributes(self, device_id: str, scope: str, keys: list[str] | None = None) -> dict:
+        reply = self.request("GET", f"/api/plugins/telemetry/DEVICE/{quote(device_id)}/values/attributes/{scope}",
                              query={"keys": ",".join(keys)} if keys else None)
         return {item["key"]: item["value"] for item in reply}
+
+    def save_shared_attributes(self, device_id: str, values: dict) -> None:
+        self.save_attributes(device_id, "SHARED_SCOPE", values)
+
+    def shared_attributes(self, device_id: str, keys: list[str] | None = None) -> dict:
+        return self.attributes(device_id, "SHARED_SCOPE", keys)
 
     def delete_shared_attributes(self, device_id: str, keys: list[str]) -> None:
         self.request("DELETE", f"/api/plugins/telemetry/DEVICE/{quote(device_id)}/SHARED_SCOPE",

@@ -22,8 +22,9 @@ import os
 import tarfile
 from pathlib import Path
 
-from .. import firmware
+from .. import firmware, ui
 from ..devserver.checksums import ALGORITHMS, checksum
+from ..options import add_secret
 from ..rest import RestError, ThingsBoardREST
 
 DEFAULT_OUT = Path("build") / "app.tar"
@@ -85,18 +86,17 @@ def upload(rest: ThingsBoardREST, data: bytes, title: str, version: str, kind: s
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"the tar to write (default {DEFAULT_OUT})")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the tar to write")
     p.add_argument("--mpy", action="store_true", help="ship the library as .mpy bytecode (smaller, loads faster)")
     p.add_argument("--algorithm", choices=ALGORITHMS, default="SHA256",
                    help="the checksum to select in ThingsBoard (all are printed)")
-    env = os.environ.get
     p.add_argument("--server", help="a ThingsBoard (or iotlink devserver) URL: upload the package there")
-    p.add_argument("--user", default=env("IOTLINK_USER", "tenant@thingsboard.org"),
-                   help="tenant user ($IOTLINK_USER; default the devserver's)")
-    p.add_argument("--password", default=env("IOTLINK_PASSWORD", "tenant"),
-                   help="($IOTLINK_PASSWORD; default the devserver's)")
+    p.add_argument("--user", default=os.environ.get("IOTLINK_USER", "tenant@thingsboard.org"),
+                   help="tenant user ($IOTLINK_USER)")
+    add_secret(p, "--password", "IOTLINK_PASSWORD", "the tenant's password (default: the devserver's)",
+               metavar="PASSWORD", fallback="tenant")
     p.add_argument("--device", help="with --server: assign the package to this device (by name)")
-    p.add_argument("--title", default=DEFAULT_TITLE, help=f"package title (default {DEFAULT_TITLE})")
+    p.add_argument("--title", default=DEFAULT_TITLE, help="package title")
     p.add_argument("--version", default=None, help="package version (default: the library's __version__)")
     p.add_argument("--software", action="store_true", help="a software package (sw_*), not firmware (fw_*)")
 
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.out}: {len(data)} bytes, title {args.title}, version {version}")
     sums = checksums(data)
     for name in [args.algorithm] + [a for a in ALGORITHMS if a != args.algorithm]:
-        print(f"  {name:<12} {sums[name]}")
+        (print if name == args.algorithm else ui.info)(f"  {name:<12} {sums[name]}")
     if args.server:
         kind = "SOFTWARE" if args.software else "FIRMWARE"
         info = publish(ThingsBoardREST(args.server, args.user, args.password), data, args.title, version,

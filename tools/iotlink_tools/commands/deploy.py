@@ -1,6 +1,8 @@
 """Copy the iotlink app and a board's config.json onto a board through its serial port (mpremote).
 
-  iotlink deploy PORT [--config board.json [--ca ca.pem]] [--py] [--reset]
+  iotlink deploy [-p PORT] [--config board.json [--ca ca.pem]] [--py] [--reset]
+
+-p auto (the default) picks the one board on USB.
 
 The board is driven like `mpremote resume`: Ctrl-C stops a running app, then the raw REPL, never a
 soft reset (so a virtual board on a pseudo-terminal works too). Ctrl-C goes again while no prompt
@@ -33,8 +35,11 @@ from typing import Callable, Iterator
 from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
 
-from .. import certs, firmware
+from .. import certs, firmware, ui
 from ..errors import ToolError
+from ..options import add_serial_port
+from ..secret import masked, redact
+from ..serialports import resolve
 from ..vboard import micropython_command
 
 CONFIG = "config.json"
@@ -116,16 +121,6 @@ def reset(port: str) -> None:
     run_detached(port, "machine.reset()")
 
 
-def secret_free(config: dict) -> dict:
-    """The config with its secrets masked, for showing."""
-    shown = json.loads(json.dumps(config))
-    for section, key in ((None, "token"), (None, "activation_code"), ("wifi", "password"), ("provision", "secret")):
-        holder = shown.get(section) if section else shown
-        if isinstance(holder, dict) and key in holder:
-            holder[key] = "***"
-    return shown
-
-
 def _ensure_folders(board: SerialTransport, paths: list[str]) -> None:
     """Create the folders these files go in, parents first."""
     folders = {parent for path in paths for parent in Path(path).parents if parent != Path(".")}
@@ -154,7 +149,7 @@ def check_config(config: dict) -> None:
     if done.returncode != 0:
         raise ToolError(f"the firmware's config check did not run: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
     if done.stdout.strip():
-        raise ToolError(f"the firmware refuses this config: {done.stdout.strip()}")
+        raise ToolError(f"the firmware refuses this config: {redact(done.stdout.strip(), config)}")
 
 
 def board_config(config: dict, ca: bytes | None = None) -> dict:
@@ -220,11 +215,12 @@ def load_config(path: Path) -> dict:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("port", help="the board's serial port (a virtual board's /dev/pts/N works too)")
+    add_serial_port(p)
     p.add_argument("--config", type=Path, help="this board's config.json (DESIGN section 4); "
                                                "without it the board keeps its own")
-    p.add_argument("--ca", type=Path, help="the https server's CA certificate (PEM or DER), put on the board as "
-                                           f"{certs.ON_BOARD} and named in the config (with --config)")
+    p.add_argument("--ca", type=Path, metavar="FILE",
+                   help=f"the https server's CA certificate (PEM or DER), put on the board as {certs.ON_BOARD} "
+                        "and named in the config (with --config)")
     p.add_argument("--py", action="store_true", help="copy the library as .py source (default: .mpy bytecode, "
                                                      "once the board's MicroPython shows it loads them)")
     p.add_argument("--reset", action="store_true", help="reset the board afterwards, so it runs the new app")
@@ -233,14 +229,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else None
     ca = certs.read_ca(args.ca) if args.ca else None
-    files = deploy(args.port, config, not args.py, ca)
+    port = resolve(args.port)
+    files = deploy(port, config, not args.py, ca)
     if args.reset:
-        reset(args.port)
+        reset(port)
     for path, size, action in files:
-        print(f"{size:7d}  {path:28s} {action}")
+        ui.info(f"{size:7d}  {path:28s} {action}")
     if config is not None:
-        print(f"config: {json.dumps(secret_free(board_config(config, ca)))}")
+        ui.info(f"config: {json.dumps(masked(board_config(config, ca)))}")
     written = sum(1 for _, _, action in files if action == "written")
-    print(f"{args.port}: {written} written, {len(files) - written} unchanged, every file verified by SHA-256"
+    print(f"{port}: {written} written, {len(files) - written} unchanged, every file verified by SHA-256"
           + ("; reset" if args.reset else ""))
     return 0

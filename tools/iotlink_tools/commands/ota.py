@@ -2,6 +2,8 @@
 
   iotlink ota --server https://tb.example.com --device pump-1 pump-2
   iotlink ota myapp/ --server https://tb.example.com --profile pumps --version 1.3.0
+  (the password from $IOTLINK_PASSWORD or --password-file; the server and user also from
+  $IOTLINK_SERVER and $IOTLINK_USER, as provision reads them)
 
 The package is an app bundle (the tar `iotlink bundle` writes): by default the firmware's own
 app, main.py and the library (as .mpy, or source with --py); with FOLDER, every file in it as it
@@ -29,10 +31,11 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from .. import firmware
+from .. import firmware, ui
 from ..certs import read_ca
 from ..devserver.checksums import ALGORITHMS, checksum
 from ..errors import ToolError
+from ..options import add_secret
 from ..rest import RestError, ThingsBoardREST
 from .bundle import DEFAULT_TITLE, app_files, build, upload
 
@@ -121,10 +124,10 @@ def profile_devices(rest: ThingsBoardREST, name: str) -> tuple[list[dict], str]:
 def follow(rest: ThingsBoardREST, targets: list[Target], prefix: str, since_ms: int, title: str, version: str,
            timeout: float, poll: float, console: Console) -> None:
     """Poll every device's latest state until each is UPDATED or FAILED, or timeout passes: a live
-    table on a terminal; elsewhere (a log) a line for each change, then the table."""
+    table on a terminal; elsewhere (a log) a line for each change (none with -q), then the table."""
     keys = [f"{prefix}_state", f"{prefix}_error", f"current_{prefix}_title", f"current_{prefix}_version"]
     started = time.monotonic()
-    live = Live(table(targets, started), console=console, refresh_per_second=4) if console.is_terminal else None
+    live = Live(table(targets, started), console=console, refresh_per_second=4) if ui.live() else None
     with live or nullcontext():
         while True:
             for target in (t for t in targets if not t.done):
@@ -140,7 +143,7 @@ def follow(rest: ThingsBoardREST, targets: list[Target], prefix: str, since_ms: 
                     target.error = error[1] if target.state == "FAILED" and error[0] >= since_ms else ""
                 if target.done:
                     target.took_s = time.monotonic() - started
-                if live is None and target.state != before:
+                if live is None and target.state != before and ui.level >= ui.NORMAL:
                     console.print(escape(str(target)))
             if all(t.done for t in targets) or time.monotonic() - started >= timeout:
                 break
@@ -176,29 +179,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     server.add_argument("--server", "--url", dest="url", default=env("IOTLINK_SERVER"),
                         help="ThingsBoard URL ($IOTLINK_SERVER)")
     server.add_argument("--user", default=env("IOTLINK_USER", "tenant@thingsboard.org"),
-                        help="tenant user ($IOTLINK_USER; default the local server's)")
-    server.add_argument("--password", default=env("IOTLINK_PASSWORD", "tenant"),
-                        help="($IOTLINK_PASSWORD; default the local server's; never printed)")
-    server.add_argument("--ca", type=Path, help="the https server's CA certificate, trusted besides the system's")
+                        help="tenant user ($IOTLINK_USER)")
+    add_secret(server, "--password", "IOTLINK_PASSWORD", "the tenant's password (default: the devserver's; "
+               "never printed)", metavar="PASSWORD", fallback="tenant")
+    server.add_argument("--ca", type=Path, metavar="FILE",
+                        help="the https server's CA certificate, trusted besides the system's")
     which = p.add_argument_group("devices").add_mutually_exclusive_group(required=True)
     which.add_argument("--device", nargs="+", action="extend", metavar="NAME", help="the devices to update")
     which.add_argument("--profile", metavar="NAME",
                        help="assign the package to this device profile: its devices without their own follow it")
     package = p.add_argument_group("package")
-    package.add_argument("--title", default=DEFAULT_TITLE, help=f"package title (default {DEFAULT_TITLE})")
+    package.add_argument("--title", default=DEFAULT_TITLE, help="package title")
     package.add_argument("--version", help="package version (default: the library's version and the start of "
                                            "the package's SHA-256, e.g. 0.1.0-3fa2b1c9)")
     package.add_argument("--software", action="store_true", help="a software package (sw_*), not firmware (fw_*)")
-    package.add_argument("--algorithm", choices=ALGORITHMS, default="SHA256", help="checksum (default SHA256)")
-    package.add_argument("--py", action="store_true", help="the firmware's library as .py source (default .mpy)")
+    package.add_argument("--algorithm", choices=ALGORITHMS, default="SHA256", help="checksum algorithm")
+    package.add_argument("--py", action="store_true", help="the firmware's library as .py source (default: .mpy)")
     run_group = p.add_argument_group("run")
     run_group.add_argument("--timeout", type=float, default=600.0,
-                           help="seconds to wait for every device to finish (default 600)")
-    run_group.add_argument("--poll", type=float, default=2.0, help="seconds between state checks (default 2)")
+                           help="seconds to wait for every device to finish")
+    run_group.add_argument("--poll", type=float, default=2.0, help="seconds between state checks")
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console(highlight=False, soft_wrap=True)
+    console = ui.console()
     if not args.url:
         raise ToolError("give the server with --server or $IOTLINK_SERVER")
     files = folder_files(args.folder) if args.folder else app_files(not args.py)
@@ -216,9 +220,8 @@ def run(args: argparse.Namespace) -> int:
         devices, profile_id = profile_devices(rest, args.profile)
     info, reused = published(rest, data, args.title, version, kind, args.algorithm, profile_id)
     package_id = info["id"]["id"]
-    console.print(escape(f"{kind.lower()} package {args.title} {version}: {len(data)} bytes, "
-                         f"{info['checksumAlgorithm']} {info['checksum']}"
-                         + (" (on the server already)" if reused else " uploaded")))
+    ui.info(f"{kind.lower()} package {args.title} {version}: {len(data)} bytes, "
+            f"{info['checksumAlgorithm']} {info['checksum']}" + (" (on the server already)" if reused else " uploaded"))
     since_ms = rest.server_time_ms() - 1000  # the server's clock, known to the second
     if args.device:
         for device in devices:
@@ -228,14 +231,14 @@ def run(args: argparse.Namespace) -> int:
         field = "firmwareId" if kind == "FIRMWARE" else "softwareId"
         own = [d["name"] for d in devices if d.get(field) and d[field]["id"] != package_id]
         if own:
-            console.print(escape(f"keeping their own package: {', '.join(own)}"))
+            ui.info(f"keeping their own package: {', '.join(own)}")
         devices = [d for d in devices if d["name"] not in own]
     where = f"profile {args.profile}" if args.profile else f"{len(devices)} device" + "s" * (len(devices) != 1)
-    console.print(escape(f"assigned to {where}; following {prefix}_state"))
+    ui.info(f"assigned to {where}; following {prefix}_state")
     targets = [Target(d["name"], d["id"]["id"]) for d in devices]
     follow(rest, targets, prefix, since_ms, args.title, version, args.timeout, args.poll, console)
     failed = [t for t in targets if t.state != "UPDATED"]
     if failed:
         raise ToolError(f"{len(failed)} of {len(targets)} devices not updated: {'; '.join(map(str, failed))}")
-    console.print(escape(f"{len(targets)} of {len(targets)} devices run {args.title} {version}"))
+    print(f"{len(targets)} of {len(targets)} devices run {args.title} {version}")
     return 0

@@ -13,7 +13,7 @@ import string
 import threading
 import time
 import uuid
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .web import READ_TIMEOUT_S, Exchange, Router, Server, exchange_log
 
@@ -96,6 +96,8 @@ class DevServer:
         self._attr_waiters: dict[str, list[_Waiter]] = {}
         self._rpc_counter: dict[str, int] = {}  # restarts at 0 with the server, as ThingsBoard's
         self.exchanges = exchange_log()  # what tests assert on: the newest, within a memory budget
+        # Called in the request's thread with each exchange once answered (before the reply goes).
+        self.listeners: list[Callable[[Exchange], None]] = []
         # Client-side RPC: method -> fn(device, params) -> reply (the tenant's rule chain).
         self.client_rpc_handlers: dict[str, Any] = {}
         self.stopping = False
@@ -105,7 +107,8 @@ class DevServer:
         tb_device.register(self)
         for name in ("tb_rest", "tb_devices", "tb_telemetry", "tb_rpc", "tb_ota", "thethings", "ota", "page"):
             self._register_optional(name)
-        self._server = Server((host, port), self.router, self._record, allowed_hosts, read_timeout_s)
+        self._server = Server((host, port), self.router, self._record, allowed_hosts, read_timeout_s,
+                              self._answered)
         if tls:
             self._server.use_tls(*tls)
         self._thread: threading.Thread | None = None
@@ -163,6 +166,10 @@ class DevServer:
     def _record(self, exchange: Exchange) -> None:
         with self.cond:
             self.exchanges.append(exchange)
+
+    def _answered(self, exchange: Exchange) -> None:
+        for listener in self.listeners:
+            listener(exchange)
 
     def requests_to(self, path_part: str, method: str | None = None) -> list[Exchange]:
         """The exchanges whose path contains path_part (and method, if given), in order."""

@@ -312,6 +312,7 @@ class _Handler(BaseHTTPRequestHandler):
         if route is not None and route.for_browsers:  # no other site may show the page in a frame
             resp = replace(resp, headers={**resp.headers, "X-Frame-Options": "DENY"})
         exchange.status = resp.status
+        self.server.answered(exchange)
         self._send(resp)
         if unread:
             self._swallow()
@@ -460,10 +461,12 @@ class Server(ThreadingHTTPServer):
     scheme = "http"
 
     def __init__(self, address, router: Router, record: Callable[[Exchange], None],
-                 allowed_hosts: Iterable[str] = (), read_timeout_s: float = READ_TIMEOUT_S):
+                 allowed_hosts: Iterable[str] = (), read_timeout_s: float = READ_TIMEOUT_S,
+                 answered: Callable[[Exchange], None] = lambda exchange: None):
         """allowed_hosts: host names (besides IP addresses and localhost) a browser may use."""
         self.router = router
-        self.record = record
+        self.record = record  # each request as it arrives
+        self.answered = answered  # each request once its answer is known, before it is sent
         self.allowed_hosts = frozenset(name.lower() for name in allowed_hosts)
         self.read_timeout_s = read_timeout_s
         self._connections: set[socket.socket] = set()
