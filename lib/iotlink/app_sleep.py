@@ -53,6 +53,7 @@ def wake(App, cfg, wdt, path):
     try:
         app = App(cfg, wdt, path, state["boot"])
         app.up_ms = state["up"]
+        app.interval_ms = interval  # a shared attribute's, from the last exchange
         set_clock(state, start)
         interval = run(app, state, options)
     except Exception as e:  # a bug or a broken flash: the next wake tries again
