@@ -26,7 +26,6 @@ import time
 import machine
 
 from iotlink import clock, net, unload
-from iotlink.config_values import SLEEP_DEFAULTS
 from iotlink.errors import HTTPError, IotlinkError
 from iotlink.files import write_atomic
 
@@ -39,12 +38,15 @@ RPC_WAIT_MS = 300  # per poll for the RPCs waiting on the server: they come at o
 MAX_RPCS = 20  # answered in one wake at most
 MAX_BATCHES = 50  # sent in one wake at most
 CLOCK_RESYNC_MS = 24 * 3600 * 1000  # of uptime: the clock is set from the server again
+# The "sleep" section's defaults (config_once.py checks its keys; "mode": "light" is the
+# always-on loop, app.py's).
+DEFAULTS = {"send_every": 6, "queue_max": 50, "limits": {}}
 
 
 def wake(App, cfg, wdt, path):
     # This wake's work, then deep sleep; never returns. App: the device loop's class.
     start = time.ticks_ms()
-    options = dict(SLEEP_DEFAULTS)
+    options = dict(DEFAULTS)
     options.update(cfg["sleep"])
     state = load_state()
     interval = state["interval"] or int(cfg["interval_s"] * 1000)

@@ -2,12 +2,15 @@
 # never a value. They run once a boot: config.check loads this module for them and unloads it.
 import json
 
-from iotlink.config_values import DEFAULTS, SLEEP_DEFAULTS, is_int, positive_number, valid_wdt_ms
+from iotlink.config_values import DEFAULTS, is_int, positive_number, valid_wdt_ms
 from iotlink.errors import ConfigError
 
 PLATFORMS = ("thingsboard", "thethings")
 KNOWN = ("platform", "server", "token", "wifi", "provision", "activation_code", "interval_s",
          "pins", "wdt_ms", "backoff_max_s", "queue_kb", "ca", "tls_insecure", "sleep")
+# The "sleep" section: its defaults are app_sleep.py's, which alone uses them (deep mode), so
+# the always-on loop keeps no copy in RAM.
+SLEEP_KEYS = ("mode", "send_every", "queue_max", "limits")
 SLEEP_MODES = ("light", "deep")
 
 
@@ -63,7 +66,7 @@ def _sleep(sleep):
     if not isinstance(sleep, dict):
         raise ConfigError("'sleep' must be an object (got %s)" % _got(sleep))
     for name in sleep:
-        if name not in SLEEP_DEFAULTS:
+        if name not in SLEEP_KEYS:
             raise ConfigError("'sleep.%s' is not a known key" % name)
     mode = sleep.get("mode", "light")
     if mode not in SLEEP_MODES:

@@ -3,8 +3,6 @@
 
 DEFAULTS = {"platform": "thingsboard", "interval_s": 10, "pins": {}, "backoff_max_s": 60,
             "queue_kb": 64}
-# The "sleep" section's keys (app_sleep.py fills them in; "light" is the always-on loop).
-SLEEP_DEFAULTS = {"mode": "light", "send_every": 6, "queue_max": 50, "limits": {}}
 
 
 def is_int(value):
