@@ -433,9 +433,14 @@ class App:
         self.client.reply_rpc(rpc_id, reply)
 
 
-def wait_for_config(path, wdt):
-    # The checked config; app_once.py waits while it is missing or broken. (Loaded in a function
-    # of its own: run() never returns, and a module it imported would stay in its frame.)
+def load_config(path, wdt):
+    # The checked config. While it is missing or broken, app_once.py says why and waits. (Loaded
+    # in a function of its own: run() never returns, and a module it imported would stay in its
+    # frame.)
+    try:
+        return config.load(path)
+    except ConfigError:
+        pass
     from iotlink import app_once
 
     try:
@@ -448,7 +453,7 @@ def run(path=config.PATH):
     print("iotlink %s" % __version__)
     try:
         wdt = Watchdog()
-        cfg = wait_for_config(path, wdt)
+        cfg = load_config(path, wdt)
         wdt.start(cfg.get("wdt_ms"))
         app = App(cfg, wdt, path)
         app.start()

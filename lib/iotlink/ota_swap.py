@@ -1,6 +1,7 @@
 # What runs on the board, the update in flight, and how a verified application bundle replaces
 # the running app so that a power cut at ANY moment leaves the old or the new app whole.
-# Import-light: boot.py calls resume() before anything else (os, json and files.py only).
+# Import-light: boot.py calls resume() before anything else (os and json only; files.py when
+# the state changes).
 #
 # On the flash, under the board's root:
 #   .ota/state.json  {"run": what runs, "apps": the top-level entries each bundle owns,
@@ -21,8 +22,6 @@
 # package is remembered as refused. ESP32 images use the bootloader's own rollback instead.
 import json
 import os
-
-from iotlink.files import write_atomic
 
 DIR = ".ota"
 STATE = DIR + "/state.json"
@@ -86,6 +85,8 @@ def load_state(base):
 
 
 def save_state(base, state):
+    from iotlink.files import write_atomic
+
     try:
         os.mkdir(base + DIR)
     except OSError:
