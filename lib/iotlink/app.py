@@ -238,7 +238,7 @@ class App:
         elif time.ticks_diff(time.ticks_ms(), self.next_attributes) >= 0:
             self.read_attributes()
         elif self.outbox.pending and (clock.synced() or self.uptime_ms() > UNSTAMPED_AFTER_MS):
-            # Records read before the clock was set get their time at sending (timeline.py):
+            # Records read before the clock was set get their time at sending (outbox.py):
             # hold them until it is set, unless the server never gives a time.
             self.send_batch()
         else:
