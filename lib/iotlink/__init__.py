@@ -3,8 +3,8 @@
 # The modules, grouped by the start of their names. Imports go one way: no module imports,
 # however indirectly, one that imports it (tests/device/test_module_graph.py checks).
 #
+#   (this package)    unload() below, and write_atomic(): a power cut leaves a file old or new
 #   errors            every exception iotlink raises
-#   files             atomic file writes (a power cut leaves the old file or the new one)
 #   config            config.json: load (checked once a boot), save the token, the CA file
 #   config_values       its defaults and the number rules the loop applies too
 #   config_once         its checks
@@ -24,8 +24,8 @@
 #   thethings_device    thethings.iO in the calls the device loop makes
 #   rpc               the RPC methods: GPIO on the config's allowed pins
 #   store             the flash queue: framed records in segment files, a head file
-#   timeline          client timestamps that only go forward, across boots
-#   outbox            telemetry from reading to acknowledged: timeline + store
+#   outbox            telemetry from reading to acknowledged: the store, and a Timeline that
+#                     stamps records so their times only go forward, across boots
 #   app               the device loop: one supervisor, scheduling, RPC answers, OTA wiring
 #   app_once            its start: a good config, sensors.py, the platform client
 #   app_sleep           a battery board's loop: one wake's work, then deep sleep (deep mode)
@@ -58,3 +58,22 @@ def unload(*names):
     for name in names:
         sys.modules.pop("iotlink." + name, None)
         globals().pop(name, None)
+
+
+def write_atomic(path, data):
+    # A power cut leaves the old file or the new one, never half of it: write path + ".tmp",
+    # then rename it over the old one (littlefs and the unix port replace the target in one
+    # step). FAT cannot rename onto an existing file: there the old file is removed first, and a
+    # reader that finds no file at path takes path + ".tmp", which is then complete.
+    import os
+
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    try:
+        os.rename(tmp, path)
+    except OSError:
+        os.remove(path)
+        os.rename(tmp, path)
+    if hasattr(os, "sync"):
+        os.sync()

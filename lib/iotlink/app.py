@@ -238,7 +238,7 @@ class App:
         elif time.ticks_diff(time.ticks_ms(), self.next_attributes) >= 0:
             self.read_attributes()
         elif self.outbox.pending and (clock.synced() or self.uptime_ms() > UNSTAMPED_AFTER_MS):
-            # Records read before the clock was set get their time at sending (timeline.py):
+            # Records read before the clock was set get their time at sending (outbox.py):
             # hold them until it is set, unless the server never gives a time.
             self.send_batch()
         else:
@@ -436,9 +436,14 @@ class App:
         self.client.reply_rpc(rpc_id, reply)
 
 
-def wait_for_config(path, wdt):
-    # The checked config; app_once.py waits while it is missing or broken. (Loaded in a function
-    # of its own: run() never returns, and a module it imported would stay in its frame.)
+def load_config(path, wdt):
+    # The checked config. While it is missing or broken, app_once.py says why and waits. (Loaded
+    # in a function of its own: run() never returns, and a module it imported would stay in its
+    # frame.)
+    try:
+        return config.load(path)
+    except ConfigError:
+        pass
     from iotlink import app_once
 
     try:
@@ -451,7 +456,7 @@ def run(path=config.PATH):
     print("iotlink %s" % __version__)
     try:
         wdt = Watchdog()
-        cfg = wait_for_config(path, wdt)
+        cfg = load_config(path, wdt)
         wdt.start(cfg.get("wdt_ms"))
         if cfg.get("sleep", {}).get("mode") == "deep":
             from iotlink import app_sleep  # a battery board: this wake's work, then deep sleep

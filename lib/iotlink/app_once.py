@@ -1,6 +1,6 @@
-# What the device loop (app.py) does only at start: wait for a good config.json, then load the
-# user's sensors.py and make the platform client. The app loads this module for each of the two
-# calls and unloads it after.
+# What the device loop (app.py) does only at start: load the user's sensors.py and make the
+# platform client; before that, wait for a good config.json if it is missing or broken. The app
+# loads this module for each of these calls and unloads it after.
 import time
 
 from iotlink import config, net

@@ -13,7 +13,7 @@
 # What one wake hands to the next (the state, a small JSON object) is in RTC memory where the
 # port has it (an ESP32 keeps it in deep sleep), else in a file. It starts anew at power-on. The
 # wakes since power-on share one boot id and one uptime, which counts their sleeps: to the
-# timeline (timeline.py) they are one long boot, so readings taken before the clock was ever set
+# timeline (outbox.py) they are one long boot, so readings taken before the clock was ever set
 # are placed by it once it is. The clock carries over: an ESP32's RTC keeps time in deep sleep
 # (the time is taken from it); a Pico W's deep sleep is a reset that starts its RTC again at 2021,
 # so the time is counted on from the last wake's (its sleep plus this wake's ticks), and set from
@@ -27,7 +27,7 @@ import machine
 
 from iotlink import clock, net, unload
 from iotlink.errors import HTTPError, IotlinkError
-from iotlink.files import write_atomic
+from iotlink import write_atomic
 
 STATE_FILE = "sleep.json"  # the state where the port has no RTC memory
 MIN_SLEEP_MS = 1000
@@ -219,7 +219,7 @@ def read_rtc():
 
 
 def read_file():
-    # files.write_atomic leaves the new file, or on FAT only its .tmp, after a power cut.
+    # write_atomic leaves the new file, or on FAT only its .tmp, after a power cut.
     for name in (STATE_FILE, STATE_FILE + ".tmp"):
         try:
             with open(name, "rb") as f:

@@ -3,10 +3,9 @@
 import hashlib
 import json
 
-from iotlink import unload
+from iotlink import unload, write_atomic
 from iotlink.config_values import DEFAULTS
 from iotlink.errors import ConfigError  # also iotlink.config.ConfigError
-from iotlink.files import write_atomic
 
 PATH = "config.json"
 

@@ -16,10 +16,9 @@
 #
 # This module decides and reports; ota_once.py downloads, verifies and applies, loaded for one
 # update and unloaded after it, so the device loop keeps in RAM only what follows the
-# announcements. Only ota_swap is imported here, so that boot.py's resume() stays light; the rest
-# comes with use.
+# announcements. Only ota_swap is imported here, so that boot.py's resume() stays light and
+# leaves no module behind in the heap it frees; the rest comes with use.
 from iotlink import ota_swap, unload
-from iotlink.errors import UpdateFailed  # also iotlink.ota.UpdateFailed
 from iotlink.ota_swap import resume  # noqa: F401 (the contract's ota.resume)
 
 PREFIXES = (("fw", "firmware"), ("sw", "software"))
@@ -174,6 +173,8 @@ class Updater:
         size = shared.get(prefix + "_size")
         expected = shared.get(prefix + "_checksum")
         algorithm = shared.get(prefix + "_checksum_algorithm")
+        from iotlink.errors import UpdateFailed
+
         try:
             if size is None or not expected or not algorithm:
                 if shared.get(prefix + "_url"):

@@ -1,6 +1,6 @@
-# Telemetry from the moment it is read until the server has it: each reading is stamped
-# (timeline.py) and on flash (store.py) before anything is sent, so a power cut mid-request loses
-# nothing; batches go oldest first and leave flash only once the server took them.
+# Telemetry from the moment it is read until the server has it: each reading is stamped (the
+# Timeline below) and on flash (store.py) before anything is sent, so a power cut mid-request
+# loses nothing; batches go oldest first and leave flash only once the server took them.
 #
 #   outbox.add(values, now, uptime)         a reading: on flash at once
 #   body, receipt = outbox.batch(n)         the oldest queued records as one request body
@@ -9,10 +9,10 @@
 # sent() is the one step that changes what is on flash for a batch: the head file, replaced
 # atomically, says where the unsent records start and carries the timeline's mark with it. A
 # batch is sent again after a power cut until then, and never after.
+import json
 import random
 
 from iotlink.store import Store
-from iotlink.timeline import Timeline
 
 
 class Outbox:
@@ -78,3 +78,156 @@ class Outbox:
         self.store.mark = self.timeline.mark()
         self.store.commit(cursor)  # the head, with the mark: the batch is gone from flash
         return cursor[2]
+
+
+# ---- the timeline ----------------------------------------------------------------------------
+# Client timestamps that only go forward, for every record of the flash queue, across reboots.
+# The records' shapes are made here: as they are queued (record()) and as they are sent (body()).
+#
+# A reading is stamped as it is read once the clock is set ({"ts": ms, ...}); before that it
+# carries its boot's id and uptime ({"boot": id, "up": ms, ...}) and is placed when it is sent.
+# Three things would otherwise put a key's points out of order on the server:
+# - a clock set from the server's Date header can land behind the previous boot's last stamp;
+# - a resync can move the clock back;
+# - a boot can lose power before its early readings were sent, or before it had a clock at all.
+# So the newest stamp is remembered (mark(), which the queue's head keeps, for sent records; the
+# queued records themselves for the rest), this boot's clock is shifted forward when it would start
+# behind it, and the start of the last few boots that had a clock is kept in the head too, so
+# their early readings are placed exactly whenever they are sent. Readings of a boot without a
+# clock (yet) are placed after the record before them by their uptime: a lower bound of their
+# real time, since that boot started after that record was read. Readings with no stamp before
+# them at all (a new board whose first boots had no clock) are placed just before the first time
+# known after them, spaced by their uptime; only until one is known, the server stamps them.
+
+KEEP_CLOCKS = 4  # boots whose start on the clock is kept, for their readings still queued
+
+
+def _ints(value, size):
+    return isinstance(value, list) and len(value) == size and all(
+        v is None or isinstance(v, int) for v in value)
+
+
+class Timeline:
+    def __init__(self, boot, mark, records):
+        # boot: this boot's id; mark: what mark() gave before (kept with the queue); records: the
+        # records still queued, oldest first (read once, to know the newest stamp among them).
+        self.boot = boot
+        self.start = None  # this boot's start on the (shifted) clock, once the clock is set
+        self.shift = 0
+        mark = mark if isinstance(mark, dict) else {}
+        sent = mark.get("sent")
+        # Placing goes in queue order; its state is (last ts or None, last clockless boot, the
+        # ts that boot's readings count their uptime from).
+        self.sent = tuple(sent) if _ints(sent, 3) and sent[2] is not None else (None, None, 0)
+        clocks = mark.get("clocks")
+        self.clocks = [c for c in clocks if _ints(c, 2)] if isinstance(clocks, list) else []
+        # A boot that goes on: a deep-sleeping board's wakes share one id and count one uptime
+        # (app_sleep.py), so a wake after the one that set the clock finds its start here.
+        for clocked, start in self.clocks:
+            if clocked == boot:
+                self.start = start
+        # Replayed: the state after the queued records, how long the records that nothing
+        # places yet span when placed from 0, and the first time after them.
+        state = self.sent
+        head = (0, None, 0)
+        first = None
+        for record in records:
+            ts, state = self.place(record, state)
+            if ts is None:
+                head = self.place(record, head)[1]
+            elif first is None:
+                first = ts
+        self.head_span = head[0]
+        if self.head_span and first is not None:
+            self._place_head(first)
+        self.newest = state[0] or 0
+
+    def _place_head(self, before):
+        # The unplaced records at the head of the queue end just before this time.
+        self.sent = (before - 1 - self.head_span, None, 0)
+        self.head_span = 0
+
+    def mark(self):
+        # What a later boot needs to place the records still queued then (a JSON value).
+        return {"sent": list(self.sent), "clocks": self.clocks}
+
+    def clock_set(self, now, uptime):
+        # The clock reads now (ms) at this uptime (ms): put this boot's start after every stamp.
+        # True the first time: then mark() must go to flash for this boot's readings that a power
+        # cut would leave queued.
+        if self.start is None:
+            start = now - uptime
+            self.shift = max(0, self.newest + 1 - start)
+            self.start = start + self.shift
+            if self.shift:
+                print("clock: %d ms behind the last stamp; this boot's stamps follow it" % self.shift)
+            if self.head_span:
+                self._place_head(self.start)
+            self.clocks = (self.clocks + [[self.boot, self.start]])[-KEEP_CLOCKS:]
+            return True
+        return False
+
+    def stamp(self, now, uptime):
+        # The time of a reading taken now: after every other (clock_set() was called before).
+        self.newest = max(now + self.shift, self.newest + 1)
+        return self.newest
+
+    def record(self, values, now, uptime):
+        # A reading as it is queued: stamped when the clock is set (now is its time, ms), else
+        # with this boot's id and its uptime, for body() to place.
+        if now is None:
+            return {"boot": self.boot, "up": uptime, "values": values}
+        return {"ts": self.stamp(now, uptime), "values": values}
+
+    def _start_of(self, boot):
+        if boot == self.boot:
+            return self.start
+        for clocked, start in self.clocks:
+            if clocked == boot:
+                return start
+        return None
+
+    def place(self, record, state):
+        # (ts, state after it) of a queued record, state being the one after the record before;
+        # ts is None for a record only the server can stamp (on arrival).
+        last, run, base = state
+        if "ts" in record:
+            return record["ts"], (record["ts"], run, base)
+        boot = record.get("boot")
+        start = self._start_of(boot)
+        if start is not None:  # read before its boot's clock was set
+            ts = start + record["up"]
+        elif last is not None:  # from a boot without a clock
+            if boot != run:
+                run, base = boot, last
+            ts = base + record["up"]
+        else:  # and no time before it either
+            return None, state
+        if last is not None:
+            ts = max(ts, last + 1)
+        return ts, (ts, run, base)
+
+    def body(self, frames):
+        # A batch as the server takes it, from its records' JSON as the queue holds it: (the
+        # JSON array of {"ts", "values"} or, for the server to
+        # stamp, the values alone; the state after them, for sent_through()). A record stamped
+        # when it was read goes as it lies: one record is parsed at a time, and the batch is
+        # joined once, instead of parsing the whole batch and encoding it again.
+        state = self.sent
+        for i, frame in enumerate(frames):
+            record = json.loads(frame)
+            ts, state = self.place(record, state)
+            if "ts" not in record:
+                placed = record["values"] if ts is None else {"ts": ts, "values": record["values"]}
+                frames[i] = json.dumps(placed).encode()
+        if not frames:
+            return b"", state
+        frames[0] = b"[" + frames[0]
+        frames[-1] += b"]"
+        return b",".join(frames), state
+
+    def sent_through(self, state):
+        # The records placed up to state are on the server (mark() then goes with the queue's
+        # head, which forgets them).
+        self.sent = state
+        self.newest = max(self.newest, state[0] or 0)

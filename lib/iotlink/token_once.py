@@ -9,9 +9,8 @@
 import binascii
 import os
 
-from iotlink import config
+from iotlink import config, write_atomic
 from iotlink.errors import ConfigError, HTTPError, ProvisionError
-from iotlink.files import write_atomic
 from iotlink.thingsboard import ThingsBoard
 
 CHOSEN = "token.chosen"  # the token this board asks ThingsBoard for, kept until it is saved

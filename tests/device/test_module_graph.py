@@ -90,7 +90,7 @@ def unloaded(path: Path) -> set[str]:
 
 def test_the_graph_is_read_from_the_source():
     edges = graph()
-    assert {"store", "timeline"} <= edges["outbox"]
+    assert "store" in edges["outbox"]
     assert INIT in edges["app"]  # `from iotlink import ... unload`
     assert "http_tls_once" in edges["http_conn"]  # imported inside a function
 

@@ -1,9 +1,9 @@
-"""Timestamps that only go forward across boots (timeline.py), on a real flash queue, in micropython."""
+"""Timestamps that only go forward across boots (outbox.Timeline), on a real flash queue, in micropython."""
 
 SETUP = """
 import json
 from iotlink.store import Store
-from iotlink.timeline import Timeline
+from iotlink.outbox import Timeline
 store = Store()
 
 def timeline(boot):
