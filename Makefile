@@ -4,14 +4,24 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The web page's third-party assets (uPlot), pinned in its own lock file and served by the
+# local server from node_modules, so the page works offline.
+PAGE        := tools/iotlink_tools/devserver/static
+PAGE_ASSETS := $(PAGE)/node_modules/.installed
 
 .PHONY: run test test-fast bench mpy soak clean
 
 # One pinned file (pyproject.toml) says what the host needs; reinstall only when it changes.
-$(STAMP): pyproject.toml
+# The web page's chart library comes with it (order-only: it does not force a reinstall).
+$(STAMP): pyproject.toml | $(PAGE_ASSETS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
+
+# Installed when missing or re-pinned.
+$(PAGE_ASSETS): $(PAGE)/package-lock.json
+	cd $(PAGE) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(PAGE_ASSETS)
 
 run: $(STAMP)
 	$(BIN)/iotlink demo
@@ -39,4 +49,4 @@ soak: $(STAMP)
 	$(BIN)/python -m iotlink_lab.soak --minutes $(MINUTES)
 
 clean:
-	rm -rf $(VENV) build .pytest_cache
+	rm -rf $(VENV) build .pytest_cache $(PAGE)/node_modules

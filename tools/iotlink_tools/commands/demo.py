@@ -1,8 +1,9 @@
 """See iotlink work: the local server, a virtual board reporting to it, and the web page.
 
 Starts the devserver, creates the device "demo-board" (token DEMO_TOKEN), runs one virtual
-board against it (pins 23 and LED, telemetry every 5 s), and prints each telemetry the server
-stores. Open the printed address to watch it live and switch the board's pins. Ctrl-C stops all.
+board against it (pins 23 and LED, telemetry every 5 s, a simulated room sensor), and prints
+each telemetry the server stores. Open the printed address to watch it live, switch the board's
+pins and set its shared attributes. Ctrl-C stops all.
 """
 
 from __future__ import annotations
@@ -22,6 +23,22 @@ DEVICE = "demo-board"
 TOKEN = "DEMO_TOKEN"
 PINS = {"23": 23, "led": "LED"}
 INTERVAL_S = 5
+# The demo board's sensors.py (see examples/sensors.py): a room whose temperature and humidity
+# drift over minutes, with a little noise, so the page's charts have something to show.
+SENSORS = """\
+import math
+import random
+import time
+
+
+def read():
+    minutes = time.time() / 60
+    noise = random.getrandbits(8) / 255 - 0.5
+    return {
+        "temperature": round(21.5 + 1.5 * math.sin(minutes / 2) + 0.3 * noise, 2),
+        "humidity": round(45 + 6 * math.sin(minutes / 5 + 1) + noise, 1),
+    }
+"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         srv.add_device(DEVICE, TOKEN)
         folder = args.dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="iotlink-demo-")))
         printer = ConsolePrinter([DEVICE])
+        (folder / DEVICE).mkdir(parents=True, exist_ok=True)
+        (folder / DEVICE / "sensors.py").write_text(SENSORS)  # the flash keeps it: start_boards adds the firmware
         boards = start_boards([(DEVICE, TOKEN)], folder, srv.url, args.pins, args.interval, printer)
         stack.callback(stop_boards, boards)
         printer.console.print(f"iotlink demo: server and web page on [bold]{srv.url}/[/]  "
