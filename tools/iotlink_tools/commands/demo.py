@@ -16,6 +16,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from ..devserver import DevServer
+from ..vboard.sensors import ROOM_SENSORS
 from .devserver import start_server
 from .sim import ConsolePrinter, parse_pins, start_boards, stop_boards
 
@@ -23,23 +24,6 @@ DEVICE = "demo-board"
 TOKEN = "DEMO_TOKEN"
 PINS = {"23": 23, "led": "LED"}
 INTERVAL_S = 5
-# The demo board's sensors.py (see examples/sensors.py): a room whose temperature and humidity
-# drift over minutes, with a little noise, so the page's charts have something to show.
-SENSORS = """\
-import math
-import random
-import time
-
-
-def read():
-    minutes = time.time() / 60
-    noise = random.getrandbits(8) / 255 - 0.5
-    return {
-        "temperature": round(21.5 + 1.5 * math.sin(minutes / 2) + 0.3 * noise, 2),
-        "humidity": round(45 + 6 * math.sin(minutes / 5 + 1) + noise, 1),
-    }
-"""
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1")
@@ -76,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         folder = args.dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="iotlink-demo-")))
         printer = ConsolePrinter([DEVICE])
         (folder / DEVICE).mkdir(parents=True, exist_ok=True)
-        (folder / DEVICE / "sensors.py").write_text(SENSORS)  # the flash keeps it: start_boards adds the firmware
+        (folder / DEVICE / "sensors.py").write_text(ROOM_SENSORS)  # the flash keeps it: start_boards adds the firmware
         boards = start_boards([(DEVICE, TOKEN)], folder, srv.url, args.pins, args.interval, printer)
         stack.callback(stop_boards, boards)
         printer.console.print(f"iotlink demo: server and web page on [bold]{srv.url}/[/]  "

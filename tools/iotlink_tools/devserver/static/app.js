@@ -279,25 +279,32 @@ function renderState(card) {
   if (back && card.pinState !== null) askPins(card); // it may have restarted: pins reset
 }
 
+// Rows stay while the keys do, only their text changes: what a person selects stays selected.
 function renderTelemetry(card) {
   const {telemetry, last_ts: lastTs} = card.device;
-  const body = card.root.querySelector(".telemetry tbody");
   const keys = Object.keys(telemetry).sort();
-  body.replaceChildren(...keys.map((key) => {
-    const {ts, value} = telemetry[key];
-    const row = document.createElement("tr");
-    row.dataset.key = key;
+  const body = card.root.querySelector(".telemetry tbody");
+  if (keys.join("\u0000") !== [...body.rows].map((row) => row.dataset.key).join("\u0000")) {
+    body.replaceChildren(...keys.map((key) => {
+      const row = document.createElement("tr");
+      row.dataset.key = key;
+      const name = document.createElement("td");
+      name.textContent = key;
+      const cell = document.createElement("td");
+      cell.className = "value";
+      row.append(name, cell);
+      return row;
+    }));
+  }
+  for (const row of body.rows) {
+    const {ts, value} = telemetry[row.dataset.key];
+    const cell = row.cells[1];
     row.classList.toggle("fresh", ts === lastTs);
-    const name = document.createElement("td");
-    name.textContent = key;
-    const cell = document.createElement("td");
-    cell.className = "value";
     cell.dataset.value = typeof value === "string" ? value : JSON.stringify(value);
-    cell.textContent = formatValue(key, value);
+    const text = formatValue(row.dataset.key, value);
+    if (cell.textContent !== text) cell.textContent = text;
     cell.title = `${cell.dataset.value} at ${new Date(ts).toLocaleString()}`;
-    row.append(name, cell);
-    return row;
-  }));
+  }
   card.root.querySelector(".no-telemetry").hidden = keys.length > 0;
   const version = card.device.version;
   card.root.querySelector(".version").textContent = version === null ? "" : `iotlink ${version}`;
@@ -334,7 +341,12 @@ async function sendPin(card, pin, button, reply) {
   try {
     const answer = await rpc(card.device.id, "setGpio", {pin, value}, RPC_TIMEOUT_MS);
     reply.textContent = "→ " + JSON.stringify(answer);
-    if (answer && answer.error) reply.className = "reply error";
+    if (answer && answer.error) {
+      reply.className = "reply error";
+    } else if (card.pinState !== null && [0, 1, true, false].includes(answer?.value)) {
+      card.pinState = {...card.pinState, [pin]: answer.value === 1 || answer.value === true};
+      renderPinStates(card);
+    }
   } catch (err) {
     reply.className = "reply error";
     reply.textContent = err instanceof LoginNeeded ? "log in first" : err.message;
