@@ -17,6 +17,10 @@ const RAW_MAX_MINUTES = 60; // ranges up to this show every point; longer ones s
 const RAW_LIMIT = 10000; // points per key (an hour of one a second)
 const AVERAGED_POINTS = 500;
 const SYSTEM_KEYS = ["uptime_s", "mem_free", "dropped"]; // charted after the board's own readings
+const MINUTE = 60000;
+// Steps between time ticks (uPlot's own have none between 1 and 5 minutes).
+const TIME_STEPS = [1, 2, 5, 10, 15, 30].map((s) => s * 1000).concat(
+  [1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880].map((m) => m * MINUTE));
 const DEFAULT_LOGIN = {username: "tenant@thingsboard.org", password: "tenant"};
 
 const cards = new Map(); // device id -> card (see newCard)
@@ -211,12 +215,12 @@ function clockTime(ms) {
   return date.toDateString() === new Date(serverNow()).toDateString() ? time : `${shortDate(date)} ${time}`;
 }
 
-// A time axis tick: seconds on a short range, days on a long one.
-function timeTick(ms, span) {
+// A time axis tick, as precise as the step between ticks needs.
+function timeTick(ms, step) {
   const date = new Date(ms);
-  if (span <= 10 * 60000) return `${hoursMinutes(date)}:${String(date.getSeconds()).padStart(2, "0")}`;
-  if (span <= 36 * 3600000) return hoursMinutes(date);
-  return date.getHours() || date.getMinutes() ? `${shortDate(date)} ${hoursMinutes(date)}` : shortDate(date);
+  if (step < 60000) return `${hoursMinutes(date)}:${String(date.getSeconds()).padStart(2, "0")}`;
+  if (step < 86400000 && (date.getHours() || date.getMinutes())) return hoursMinutes(date);
+  return shortDate(date);
 }
 
 function ago(ms) {
@@ -538,7 +542,7 @@ function newChart(card, key) {
     scales: {x: {time: true}},
     series: [{}, {label: key, stroke: "#1769aa", width: 1.5, fill: "rgba(23, 105, 170, 0.08)"}],
     axes: [
-      {...axis, values: (u, splits) => splits.map((ts) => timeTick(ts, u.scales.x.max - u.scales.x.min))},
+      {...axis, space: 60, incrs: TIME_STEPS, values: (u, splits, i, space, step) => splits.map((ts) => timeTick(ts, step))},
       {...axis, size: 72, values: (u, splits, i, space, step) => splits.map((v) => formatNumber(key, v, step))},
     ],
     hooks: {
@@ -604,7 +608,9 @@ async function refreshHistory(card) {
     query.set("agg", "AVG");
     query.set("interval", Math.ceil((end - start) / AVERAGED_POINTS));
   }
+  const asked = rangeMinutes;
   const reply = await apiJson(`${telemetryPath(card.device.id)}/values/timeseries?${query}`);
+  if (asked !== rangeMinutes) return; // another range was chosen meanwhile: its answer counts
   let longest = [];
   for (const [key, chart] of card.charts) {
     const points = (reply[key] || []).filter((p) => typeof p.value === "number").sort((a, b) => a.ts - b.ts);
