@@ -173,8 +173,8 @@ def test_a_shared_attribute_set_from_the_page_changes_the_boards_interval(server
     # The board reads it (every 3 intervals) and sends its records 3 s apart from then on.
     wait_until(lambda: "interval: 3 s" in board.console(), WAIT_S, "the board to take interval_s 3")
     before = len(server.telemetry(device["id"], "uptime_s"))
-    wait_until(lambda: len(server.telemetry(device["id"], "uptime_s")) >= before + 3, WAIT_S, "3 more records")
-    stamps = [ts for ts, _, _ in server.telemetry(device["id"], "uptime_s")][before:]
+    wait_until(lambda: len(server.telemetry(device["id"], "uptime_s")) >= before + 4, WAIT_S, "4 more records")
+    stamps = [ts for ts, _, _ in server.telemetry(device["id"], "uptime_s")][-3:]  # surely read after the change
     assert min(b - a for a, b in zip(stamps, stamps[1:])) >= 2000  # its config says 1 s
 
     # Deleted from the page: the board goes back to its config's interval.
