@@ -5,7 +5,7 @@
 Runs `iotlink demo` (the local server and a virtual board with its simulated room sensor, a
 record every 2 s) for a few minutes, sets the board's `interval_s` shared attribute and switches
 its `led` pin, then saves the page in headless Chromium with the charts on their 5-minute range:
-at desktop width (page.png) and at a phone's 390 px (page-phone.png), each as tall as the page.
+at desktop width (page.png) and at a phone's 390 px (page-phone.png), each as tall as the page's content.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def save(url: str, path: Path, size: tuple, profile: Path) -> None:
         deadline = time.monotonic() + 30
         while not driver.execute_script(READY) and time.monotonic() < deadline:
             time.sleep(0.5)
-        metrics(max(height, driver.execute_script("return document.documentElement.scrollHeight")))
+        metrics(driver.execute_script("return Math.ceil(document.querySelector('main').getBoundingClientRect().bottom)"))
         time.sleep(1)  # the charts take their new width
         driver.save_screenshot(str(path))
     finally:

@@ -21,6 +21,9 @@ const MINUTE = 60000;
 // Steps between time ticks (uPlot's own have none between 1 and 5 minutes).
 const TIME_STEPS = [1, 2, 5, 10, 15, 30].map((s) => s * 1000).concat(
   [1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880].map((m) => m * MINUTE));
+// Steps between duration ticks: whole seconds, minutes, hours, days.
+const DURATION_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
+  86400, 172800, 432000, 864000, 2592000];
 const DEFAULT_LOGIN = {username: "tenant@thingsboard.org", password: "tenant"};
 
 const cards = new Map(); // device id -> card (see newCard)
@@ -190,9 +193,12 @@ function formatDuration(seconds) {
 }
 
 // Keys say their unit: memory in bytes (mem_free), durations in seconds (uptime_s).
+const isBytes = (key) => /^mem_|_bytes$/.test(key);
+const isSeconds = (key) => /_s$/.test(key);
+
 function formatNumber(key, n, step = null) {
-  if (/^mem_|_bytes$/.test(key)) return formatBytes(n, step);
-  if (/_s$/.test(key)) return formatDuration(n);
+  if (isBytes(key)) return formatBytes(n, step);
+  if (isSeconds(key)) return formatDuration(n);
   return numberFormat.format(n);
 }
 
@@ -543,7 +549,8 @@ function newChart(card, key) {
     series: [{}, {label: key, stroke: "#1769aa", width: 1.5, fill: "rgba(23, 105, 170, 0.08)"}],
     axes: [
       {...axis, space: 60, incrs: TIME_STEPS, values: (u, splits, i, space, step) => splits.map((ts) => timeTick(ts, step))},
-      {...axis, size: 72, values: (u, splits, i, space, step) => splits.map((v) => formatNumber(key, v, step))},
+      {...axis, size: axisWidth, ...(isSeconds(key) ? {incrs: DURATION_STEPS} : {}),
+        values: (u, splits, i, space, step) => splits.map((v) => formatNumber(key, v, step))},
     ],
     hooks: {
       setSelect: [(u) => { if (u.select.width > 0) chart.zoomed = true; }],
@@ -552,6 +559,14 @@ function newChart(card, key) {
   }, [[], []], area);
   figure.uplot = chart.plot; // for tests: the points drawn, as uPlot has them
   return chart;
+}
+
+const measure = document.createElement("canvas").getContext("2d");
+
+// A value axis as wide as its longest label.
+function axisWidth(u, labels) {
+  measure.font = "12px system-ui, sans-serif";
+  return labels ? Math.ceil(Math.max(0, ...labels.map((l) => measure.measureText(l).width))) + 20 : 40;
 }
 
 function showRange(chart) {
