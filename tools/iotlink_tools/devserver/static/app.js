@@ -16,6 +16,7 @@ const DEFAULT_INTERVAL_S = 5; // until the page has seen the board's records
 const RAW_MAX_MINUTES = 60; // ranges up to this show every point; longer ones show averages
 const RAW_LIMIT = 10000; // points per key (an hour of one a second)
 const AVERAGED_POINTS = 500;
+const CHART_HEIGHT = 170; // px
 const SYSTEM_KEYS = ["uptime_s", "mem_free", "dropped"]; // charted after the board's own readings
 const MINUTE = 60000;
 // Steps between time ticks (uPlot's own have none between 1 and 5 minutes).
@@ -538,7 +539,7 @@ function newChart(card, key) {
   const chart = {key, figure, plot: null, zoomed: false};
   const axis = {stroke: "#6b7785", grid: {stroke: "#eef0f3"}, ticks: {stroke: "#e3e6ea"}};
   chart.plot = new uPlot({
-    width: 320, height: 150, ms: 1,
+    width: 320, height: CHART_HEIGHT, ms: 1,
     legend: {show: false},
     cursor: {
       drag: {x: true, y: false},
@@ -585,7 +586,7 @@ function showPoints(chart, points) {
 function sizeCharts(card) {
   for (const chart of card.charts.values()) {
     const width = chart.figure.clientWidth;
-    if (width > 0 && width !== chart.plot.width) chart.plot.setSize({width, height: 150});
+    if (width > 0 && width !== chart.plot.width) chart.plot.setSize({width, height: CHART_HEIGHT});
   }
 }
 
