@@ -186,6 +186,24 @@ def test_a_shared_attribute_set_from_the_page_changes_the_boards_interval(server
 
 
 @pytest.mark.browser
+def test_switches_are_off_with_a_note_while_the_board_does_not_answer(server, device, browser):
+    server.set_shared_attributes(device["id"], {"interval_s": 30})  # it reports rarely: online for 90 s
+    fetch(server, f"/api/v1/{device['token']}/attributes", {"gpio_pins": ["23"]})
+    fetch(server, f"/api/v1/{device['token']}/telemetry", {"uptime_s": 5})
+    wait, card = open_card(browser, server)
+    wait.until(lambda d: css(card, ".pins-note")[0].text.startswith("The board did not answer"))
+    assert css(card, ".pins-note")[0].text.endswith("switches are off until it answers.")
+    assert switches(card) == {"23": ("false", False)} and "offline" not in card.get_attribute("class")
+
+    def asked():
+        return [e.json()["method"] for e in server.requests_to(f"/api/rpc/twoway/{device['id']}", "POST")]
+
+    assert asked() == ["getGpioStatus"]
+    fetch(server, f"/api/v1/{device['token']}/telemetry", {"uptime_s": 35})
+    wait_until(lambda: asked() == ["getGpioStatus"] * 2, WAIT_S, "the page to ask again once the board reported")
+
+
+@pytest.mark.browser
 @pytest.mark.slow
 def test_a_card_turns_grey_when_its_board_stops_reporting(server, device, board, browser):
     wait, card = open_card(browser, server)

@@ -401,7 +401,9 @@ function pinsNote(card) {
   if (!pins.length) return "No pins allowed in the board's config (its \"pins\" list is empty).";
   if (serverDownSince !== null) return "The server does not answer: switches are off.";
   if (card.offline) return "The board is offline: switches are off until it reports again.";
-  if (card.pinsProblem !== null) return `${card.pinsProblem}: switches are off until it answers.`;
+  if (card.pinsProblem !== null) {
+    return `${card.pinsProblem[0].toUpperCase()}${card.pinsProblem.slice(1)}: switches are off until it answers.`;
+  }
   if (card.pinState === null) return "Asking the board for its pins…";
   return "As the board reports them.";
 }
