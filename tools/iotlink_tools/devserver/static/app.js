@@ -174,12 +174,14 @@ const numberFormat = new Intl.NumberFormat(undefined, {maximumFractionDigits: 2}
 
 const BYTE_UNITS = [["GB", 1024 ** 3], ["MB", 1024 ** 2], ["KB", 1024], ["B", 1]];
 
-// step: the chart axis's step between ticks, which may need more decimals to tell them apart.
+// step: the chart axis's step between ticks. A small step takes a smaller unit, so that ticks
+// stay apart with at most two decimals (1,948.3 KB rather than 1.902 MB twice).
 function formatBytes(n, step = null) {
-  const [unit, size] = BYTE_UNITS.find(([, s]) => Math.abs(n) >= s) || BYTE_UNITS[3];
+  const fits = ([, size]) => Math.abs(n) >= size && (step === null || step >= size / 100);
+  const [unit, size] = BYTE_UNITS.find(fits) || BYTE_UNITS[3];
   if (size === 1) return `${numberFormat.format(n)} B`;
-  const decimals = step ? Math.min(3, Math.max(1, Math.ceil(-Math.log10(step / size)))) : 1;
-  return `${(n / size).toFixed(decimals)} ${unit}`;
+  const decimals = step === null ? 1 : Math.min(2, Math.max(0, Math.ceil(-Math.log10(step / size))));
+  return `${(n / size).toLocaleString(undefined, {minimumFractionDigits: decimals, maximumFractionDigits: decimals})} ${unit}`;
 }
 
 function formatDuration(seconds) {
