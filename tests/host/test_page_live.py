@@ -116,7 +116,9 @@ def test_a_chart_draws_the_points_sent_in_its_range_and_follows_the_board(server
     hour = [[ts for ts in sent if ts > now - HOUR], [v for ts, v in sent.items() if ts > now - HOUR]]
     wait.until(lambda d: chart(browser, card, "temperature") == hour)
     assert chart(browser, card, "state") is None  # a string has no chart
-    assert [f.get_attribute("data-key") for f in css(card, ".chart")][-2:] == ["uptime_s", "mem_free"]
+    # The board's own readings first, then its uptime and free memory (once it has reported them).
+    wait.until(lambda d: [f.get_attribute("data-key") for f in css(card, ".chart")] == [
+        "temperature", "uptime_s", "mem_free"])
 
     # Live: the board's own key gains points without a reload, each one what the board sent.
     count = len(wait.until(lambda d: chart(browser, card, "uptime_s"))[0])

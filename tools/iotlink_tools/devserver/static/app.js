@@ -174,13 +174,21 @@ const numberFormat = new Intl.NumberFormat(undefined, {maximumFractionDigits: 2}
 
 const BYTE_UNITS = [["GB", 1024 ** 3], ["MB", 1024 ** 2], ["KB", 1024], ["B", 1]];
 
+// The decimals a tick step needs (0.25 -> 2, 0.2 -> 1, 3 -> 0), at most two.
+function stepDecimals(step) {
+  for (let d = 0; d < 2; d++) {
+    if (Math.abs(step * 10 ** d - Math.round(step * 10 ** d)) < 1e-6) return d;
+  }
+  return 2;
+}
+
 // step: the chart axis's step between ticks. A small step takes a smaller unit, so that ticks
 // stay apart with at most two decimals (1,948.3 KB rather than 1.902 MB twice).
 function formatBytes(n, step = null) {
   const fits = ([, size]) => Math.abs(n) >= size && (step === null || step >= size / 100);
   const [unit, size] = BYTE_UNITS.find(fits) || BYTE_UNITS[3];
   if (size === 1) return `${numberFormat.format(n)} B`;
-  const decimals = step === null ? 1 : Math.min(2, Math.max(0, Math.ceil(-Math.log10(step / size))));
+  const decimals = step === null ? 1 : stepDecimals(step / size);
   return `${(n / size).toLocaleString(undefined, {minimumFractionDigits: decimals, maximumFractionDigits: decimals})} ${unit}`;
 }
 
@@ -214,21 +222,25 @@ function hoursMinutes(date) {
   return [date.getHours(), date.getMinutes()].map((n) => String(n).padStart(2, "0")).join(":");
 }
 
+function hoursMinutesSeconds(date) {
+  return `${hoursMinutes(date)}:${String(date.getSeconds()).padStart(2, "0")}`;
+}
+
 function shortDate(date) {
   return date.toLocaleDateString(undefined, {day: "numeric", month: "short"});
 }
 
 function clockTime(ms) {
   const date = new Date(ms);
-  const time = `${hoursMinutes(date)}:${String(date.getSeconds()).padStart(2, "0")}`;
+  const time = hoursMinutesSeconds(date);
   return date.toDateString() === new Date(serverNow()).toDateString() ? time : `${shortDate(date)} ${time}`;
 }
 
 // A time axis tick, as precise as the step between ticks needs.
 function timeTick(ms, step) {
   const date = new Date(ms);
-  if (step < 60000) return `${hoursMinutes(date)}:${String(date.getSeconds()).padStart(2, "0")}`;
-  if (step < 86400000 && (date.getHours() || date.getMinutes())) return hoursMinutes(date);
+  if (step < MINUTE) return hoursMinutesSeconds(date);
+  if (step < 1440 * MINUTE && (date.getHours() || date.getMinutes())) return hoursMinutes(date);
   return shortDate(date);
 }
 
