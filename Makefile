@@ -3,7 +3,12 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# Two stamps: what running needs, and that plus the test dependencies (the stamp `make test` and
+# a developer's `make .venv/.installed` use).
+RUN_STAMP  := $(VENV)/.installed-run
+STAMP      := $(VENV)/.installed
+# `make run PORT=9090`: the port of the demo's server and web page.
+PORT ?= 8080
 # The web page's third-party assets (uPlot), pinned in its own lock file and served by the
 # local server from node_modules, so the page works offline.
 PAGE        := tools/iotlink_tools/devserver/static
@@ -13,18 +18,28 @@ PAGE_ASSETS := $(PAGE)/node_modules/.installed
 
 # One pinned file (pyproject.toml) says what the host needs; reinstall only when it changes.
 # The web page's chart library comes with it (order-only: it does not force a reinstall).
-$(STAMP): pyproject.toml | $(PAGE_ASSETS)
+$(RUN_STAMP): pyproject.toml | $(PAGE_ASSETS)
+	@echo "iotlink: creating the virtual environment $(VENV)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
-	touch $(STAMP)
+	@echo "iotlink: installing the host tools and their pinned dependencies (a minute or two the first time)"
+	$(BIN)/pip install --disable-pip-version-check --progress-bar off -q -e .
+	@touch $@
+	@echo "iotlink: installed: $(BIN)/iotlink"
 
 # Installed when missing or re-pinned.
 $(PAGE_ASSETS): $(PAGE)/package-lock.json
+	@echo "iotlink: installing the web page's chart library (npm ci)"
 	cd $(PAGE) && npm ci --no-audit --no-fund --loglevel=error
-	touch $(PAGE_ASSETS)
+	@touch $@
 
-run: $(STAMP)
-	$(BIN)/iotlink demo
+$(STAMP): $(RUN_STAMP)
+	@echo "iotlink: installing the test dependencies"
+	$(BIN)/pip install --disable-pip-version-check --progress-bar off -q -e '.[test]'
+	@touch $@
+	@echo "iotlink: test dependencies installed"
+
+run: $(RUN_STAMP)
+	$(BIN)/iotlink demo --http-port $(PORT)
 
 # The web page's test drives a real headless browser: Debian's chromium and its driver,
 # installed once (we run as root; apt-get runs only while one of them is missing).
@@ -38,14 +53,14 @@ test: $(STAMP) $(BROWSER)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not browser" $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(RUN_STAMP)
 	$(BIN)/python -m iotlink_lab.bench
 
-mpy: $(STAMP)
+mpy: $(RUN_STAMP)
 	$(BIN)/iotlink mpy
 
 MINUTES ?= 5
-soak: $(STAMP)
+soak: $(RUN_STAMP)
 	$(BIN)/python -m iotlink_lab.soak --minutes $(MINUTES)
 
 clean:

@@ -7,21 +7,26 @@ import gc
 
 def _resume_update():
     try:
-        from iotlink import forget, ota
+        from iotlink import ota, unload
 
         ota.resume()
-        forget("ota", "swap")  # the loop loads the OTA code again when it has work for it
+        unload("ota", "ota_swap")  # the loop loads the OTA code again when it has work for it
     except Exception as e:  # the journal stays for the next boot; the app that is there runs
         print("boot: update: %s" % e)
 
 
 def _wifi_up():
     try:
-        from iotlink import config, net
+        from iotlink import config, unload
 
         wifi = config.load().get("wifi")
         if wifi:
-            print("boot: wifi up, %s" % net.up(wifi, attempts=2, timeout_ms=10000))
+            from iotlink import net_once
+
+            try:
+                print("boot: wifi up, %s" % net_once.up(wifi, attempts=2, timeout_ms=10000))
+            finally:
+                unload("net_once")
     except Exception as e:  # boot.py must end; main.py says what is wrong and retries
         print("boot: %s" % e)
 

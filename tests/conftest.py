@@ -1,7 +1,9 @@
 import os
+import subprocess
+import sys
 
 import pytest
-from support import run_mp
+from support import REPO, run_mp
 
 from iotlink_lab.browser import CHROMEDRIVER, CHROMIUM, chromium
 from iotlink_tools.devserver import DevServer
@@ -56,3 +58,20 @@ def browser(tmp_path):
     driver = chromium(tmp_path / "chromium")
     yield driver
     driver.quit()
+
+
+@pytest.fixture(scope="session")
+def installed_tool(tmp_path_factory):
+    """The tool as a user installs it: the sdist built, the wheel built from it, and the wheel
+    pip-installed (its dependencies from the package index) into a fresh virtual environment
+    that sees neither this checkout nor the test environment. -> that environment's bin folder.
+    Made once for the session: a minute at most, mostly pip (seconds with its cache warm)."""
+    root = tmp_path_factory.mktemp("installed")
+    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(root / "dist"), str(REPO)],
+                   check=True, capture_output=True)
+    wheel = next((root / "dist").glob("iotlink_tools-*.whl"))
+    subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True, capture_output=True)
+    bin_dir = root / "venv" / "bin"
+    subprocess.run([str(bin_dir / "pip"), "install", "--quiet", "--disable-pip-version-check", str(wheel)],
+                   check=True, capture_output=True)
+    return bin_dir

@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import tarfile
+import urllib.error
+import urllib.request
 import threading
 import time
 from dataclasses import dataclass, field
@@ -137,13 +139,13 @@ def console_has(board, text):
 BOOT = """
 import os, json
 from iotlink.thingsboard import ThingsBoard
-from iotlink import ota, swap
+from iotlink import ota, ota_swap
 KILL = {kill!r}
 def hook(step):
     print("@@" + json.dumps(step))
     if step == KILL:
         os.system("kill -9 $PPID")  # a power cut: no finally, no flush, nothing after
-swap.hook = hook
+ota_swap.hook = hook
 ota.resume()
 
 def walk(folder, found):
@@ -258,6 +260,15 @@ def attempt(fn, *a, **k):
 IOTLINK = str(Path(sys.executable).with_name("iotlink"))
 
 
+def run_installed(bin_dir: Path, *args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    """`iotlink args` from an installed environment (installed_tool), in folder cwd, with nothing
+    of the test environment in its way (no PYTHONPATH, no active virtual environment)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    return subprocess.run([str(bin_dir / "iotlink"), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
 def ctrl_c_works() -> None:
     """preexec_fn for a tool a test stops with SIGINT: a shell's background job starts with
     SIGINT ignored, and a child inherits that, so the test would wait for nothing."""
@@ -364,3 +375,30 @@ def load(mp, cfg):
     text = cfg if isinstance(cfg, str) else json.dumps(cfg)
     (mp.flash / "config.json").write_text(text)
     return mp(LOAD)
+
+
+# ---- the devserver's REST API, raw -------------------------------------------------------
+
+TENANT = {"username": "tenant@thingsboard.org", "password": "tenant"}
+
+
+def call(server, method, path, body=None, token=None, headers=None, raw=False):
+    """(status, JSON or bytes) of one request, with no client in between."""
+    headers = dict(headers or {})
+    if token:
+        headers.setdefault("X-Authorization", f"Bearer {token}")
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    if data is not None:
+        headers.setdefault("Content-Type", "application/json")
+    req = urllib.request.Request(server.url + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as reply:
+            status, content = reply.status, reply.read()
+    except urllib.error.HTTPError as exc:
+        status, content = exc.code, exc.read()
+    if raw:
+        return status, content
+    try:
+        return status, json.loads(content) if content else None
+    except ValueError:
+        return status, content

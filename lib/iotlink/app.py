@@ -1,11 +1,11 @@
-# The device loop (DESIGN section 5): config, Wi-Fi, token, then for months: telemetry every
-# interval, RPC long-polls in between, shared attributes read every few cycles.
+# The device loop: config, Wi-Fi, token, then for months: telemetry every interval, RPC
+# long-polls in between, shared attributes read every few cycles.
 #
 # One thread, one supervisor: every piece of server work runs from App.step(), and any failure
-# ends in App.recover(), the one place that decides what happens next (queue the telemetry,
-# back off with jitter, or wait long after the server refused the device). Telemetry collection
-# never waits for the server: every record is queued on flash (store.py) as it is read, and the
-# queue goes in batches, oldest first, leaving flash only once the server took it.
+# ends in App.recover(), the one place that decides what happens next (keep the telemetry
+# queued, back off with jitter, or wait long after the server refused the device). Taking a
+# reading never waits for the server: the outbox (outbox.py) has it on flash at once, and sends
+# its queue in batches, oldest first.
 #
 # Integrations hook in without touching the loop:
 #   app.rpc.register("reboot", fn)            more RPC methods
@@ -18,15 +18,14 @@ import time
 
 import machine
 
-from iotlink import __version__, call_and_forget, clock, config, forget, net
-from iotlink.errors import HTTPError, IotlinkError, ProvisionError
-from iotlink.rpc import Dispatcher
-from iotlink.store import Store
-from iotlink.thingsboard import MAX_POLL_MS, ThingsBoard
-from iotlink.timeline import Timeline
+from iotlink import __version__, clock, config, net, unload
+from iotlink.config_values import positive_number
+from iotlink.errors import ConfigError, HTTPError, IotlinkError, ProvisionError, WifiError
+from iotlink.outbox import Outbox
+from iotlink.rpc import GPIO_METHODS, Dispatcher
+from iotlink.thingsboard import MAX_POLL_MS
 
 RESTART_DELAY_S = 30  # after an error nothing else caught: reset the board this much later
-CONFIG_RETRY_S = 10  # a missing or broken config.json is read again this often
 REFUSED_RETRY_S = 300  # after 401/403 or refused provisioning: ask again this rarely
 HTTP_TIMEOUT_S = 10
 ATTRIBUTES_EVERY_MS = 60000  # at most; sooner (3 cycles) with a short interval
@@ -59,54 +58,6 @@ class Watchdog:
     def feed(self):
         if self._wdt is not None:
             self._wdt.feed()
-
-
-def wait_for_config(path, wdt):
-    # The checked config; while it is missing or broken, say why once and look again later.
-    said = None
-    while True:
-        try:
-            return config.load(path)
-        except config.ConfigError as e:
-            if str(e) != said:
-                said = str(e)
-                print("config: %s; waiting for a fixed config (checked every %d s)" % (e, CONFIG_RETRY_S))
-        try:
-            raw = config.read(path)  # a broken file may still enable the watchdog
-            wdt_ms = raw.get("wdt_ms") if isinstance(raw, dict) else None
-            if config.valid_wdt_ms(wdt_ms):
-                wdt.start(wdt_ms)
-        except config.ConfigError:
-            pass
-        net.pause(CONFIG_RETRY_S * 1000, wdt.feed)
-
-
-def make_client(cfg, timeout):
-    # The one place that creates the platform client.
-    if cfg["platform"] == "thethings":
-        from iotlink.ttdevice import TTDevice  # imported here: ThingsBoard boards keep the RAM
-
-        return TTDevice(cfg["server"], cfg["token"], timeout=timeout, keepalive=True,
-                        cadata=config.ca_data(cfg))
-    # One kept-alive connection: `make bench` measured a TLS handshake per request at 1/200
-    # of the throughput, and each handshake costs seconds and battery on a board.
-    return ThingsBoard(cfg["server"], cfg["token"], timeout=timeout, keepalive=True,
-                       cadata=config.ca_data(cfg))
-
-
-def load_sensors():
-    # The optional user module sensors.py: (module, None), (None, None) or (None, error).
-    try:
-        import sensors
-    except ImportError as e:
-        if "sensors" in str(e):
-            return None, None
-        return None, "sensors.py: %s" % e
-    except Exception as e:  # a syntax error or a failing import inside sensors.py
-        return None, "sensors.py: %s: %s" % (type(e).__name__, e)
-    if not callable(getattr(sensors, "read", None)):
-        return None, "sensors.py has no read()"
-    return sensors, None
 
 
 def _ms(seconds):
@@ -145,8 +96,9 @@ class App:
         self.timeout_s = max(1, min(HTTP_TIMEOUT_S, wdt_ms // 2000)) if wdt_ms else HTTP_TIMEOUT_S
         self.poll_max_ms = min(MAX_POLL_MS, wdt_ms // 2) if wdt_ms else MAX_POLL_MS
         self.rpc = Dispatcher(cfg["pins"])
-        self.store = Store(max_bytes=cfg["queue_kb"] * 1024)
-        self.sensors, self.sensor_error = load_sensors()
+        self.outbox = Outbox(cfg["queue_kb"] * 1024)
+        self.sensors = None  # the user's sensors.py, once start() loaded it
+        self.sensor_error = None  # why it could not be used
         self.shared_keys = ["interval_s"]
         self.attribute_handlers = [self.apply_shared]
         self.start_tasks = [self.announce]
@@ -158,7 +110,6 @@ class App:
         self.memory_errors = 0  # since the last success
         self.retry_at = None  # ticks before which the server is left alone
         self.token_refused = False  # a 401/403 with provisioning keys: ask for a new token
-        self.timeline = Timeline(random.getrandbits(24), self.store)
         now = time.ticks_ms()
         self.up_ms = 0
         self.up_ticks = now
@@ -178,17 +129,14 @@ class App:
 
     # ---- start-up --------------------------------------------------------------------
     def start(self):
-        # The platform client; first a token from the server if config.json has none.
-        while self.client is None:
-            self.wdt.feed()
-            try:
-                if not self.cfg.get("token"):
-                    self.ensure_wifi()
-                    self.provision()
-                self.client = make_client(self.cfg, self.timeout_s)
-            except Exception as e:
-                self.recover(e)
-                net.pause(time.ticks_diff(self.retry_at, time.ticks_ms()), self.wdt.feed)
+        # sensors.py and the platform client (first a token from the server if config.json has
+        # none), until the client is there: app_once.py's work, loaded for this call.
+        from iotlink import app_once
+
+        try:
+            app_once.start(self)
+        finally:
+            unload("app_once")
         self.healthy()
         self.follow_updates()
         print("server: %s, %d pins, every %s s" % (self.cfg["server"], len(self.cfg["pins"]), self.cfg["interval_s"]))
@@ -196,10 +144,10 @@ class App:
     def follow_updates(self):
         # OTA: fw_*/sw_* shared attributes start an update; the running versions and the last
         # update's outcome are reported once the server is reachable (which keeps a new app).
-        # The OTA code (ota, swap) is in RAM only while it has work: for that report, then from
-        # the first announcement of a package other than the one that runs. The report is the
-        # first start task: the OTA code comes and goes before the others leave objects around
-        # it in the heap (the loop then runs in 8 KiB less).
+        # The OTA code (ota, ota_swap) is in RAM only while it has work: for that report, then
+        # from the first announcement of a package other than the one that runs. The report is
+        # the first start task: the OTA code comes and goes before the others leave objects
+        # around it in the heap.
         if self.cfg["platform"] == "thingsboard":
             self.start_tasks.insert(0, self.report_boot)
 
@@ -219,8 +167,8 @@ class App:
             # OTA code in RAM and fail again, with the queue waiting behind this task.
             print("ota: not enough free memory: updates off until a reset")
         finally:
-            updater = None  # so that collect() can free the OTA code
-            forget("ota", "swap")  # before a retry too: the next try loads it again
+            updater = None  # so that gc.collect() can free the OTA code
+            unload("ota", "ota_swap")  # before a retry too: the next try loads it again
             gc.collect()
         if error is not None:
             # recover() decides on the real error (a refused token waits long); then a retry.
@@ -241,7 +189,12 @@ class App:
 
     def provision(self):
         # Only without a token, or with a refused one.
-        call_and_forget("tokens", "obtain", self.cfg, self.path, self.timeout_s)
+        from iotlink import token_once
+
+        try:
+            token_once.obtain(self.cfg, self.path, self.timeout_s)
+        finally:
+            unload("token_once")
 
     def renew_token(self):
         # The server refused our token (the device was deleted, its credentials changed): the
@@ -257,7 +210,7 @@ class App:
             self.wdt.feed()
             now = time.ticks_ms()
             if time.ticks_diff(now, self.next_send) >= 0:
-                self.collect(now)
+                self.take_reading(now)
             elif self.retry_at is not None and time.ticks_diff(self.retry_at, now) > 0:
                 until = self.next_send
                 if time.ticks_diff(self.retry_at, until) < 0:
@@ -284,10 +237,10 @@ class App:
             self.start_tasks.pop(0)
         elif time.ticks_diff(time.ticks_ms(), self.next_attributes) >= 0:
             self.read_attributes()
-        elif self.store.pending and (clock.synced() or self.uptime_ms() > UNSTAMPED_AFTER_MS):
+        elif self.outbox.pending and (clock.synced() or self.uptime_ms() > UNSTAMPED_AFTER_MS):
             # Records read before the clock was set get their time at sending (timeline.py):
             # hold them until it is set, unless the server never gives a time.
-            self.flush()
+            self.send_batch()
         else:
             return self.poll_rpc()
         return True
@@ -296,16 +249,28 @@ class App:
         wifi = self.cfg.get("wifi")
         if wifi and not net.isconnected():
             print("wifi: connecting to '%s'" % wifi["ssid"])
-            print("wifi: up, %s" % net.connect(wifi, idle=self.wdt.feed))
+            from iotlink import net_once
+
+            try:
+                print("wifi: up, %s" % net_once.connect(wifi, idle=self.wdt.feed))
+            finally:
+                unload("net_once")
 
     def sync_clock(self):
         # Client timestamps need a clock a server has set (NTP, else the server's Date header).
         # Until then records carry their uptime, and every step tries again before its own
         # request, so the first answer after an outage sets the clock before the queue goes.
-        self.clock_failed = not clock.sync(self.cfg["server"], timeout=self.timeout_s, transport=self.client.transport)
-        if not self.clock_failed:
+        # Setting it (clock_once.py) is loaded for that moment only.
+        from iotlink import clock_once
+
+        try:
+            synced = clock_once.sync(self.cfg["server"], timeout=self.timeout_s, transport=self.client.transport)
+        finally:
+            unload("clock_once")
+        self.clock_failed = not synced
+        if synced:
             print("clock: set")
-            self.timeline.clock_set(clock.now_ms(), self.uptime_ms())
+            self.outbox.clock_set(clock.now_ms(), self.uptime_ms())
             self.next_clock = time.ticks_add(time.ticks_ms(), CLOCK_RESYNC_MS)
 
     def healthy(self):
@@ -332,7 +297,7 @@ class App:
         if refused and self.cfg["platform"] == "thingsboard" and self.cfg.get("provision"):
             self.token_refused = True  # not final: the next step provisions again (renew_token)
             refused = False
-        if refused or isinstance(e, (ProvisionError, config.ConfigError)):
+        if refused or isinstance(e, (ProvisionError, ConfigError)):
             delay = REFUSED_RETRY_S * 1000
             what = "refused: %s; fix config.json (token, provision) or the server" % describe(e)
         else:
@@ -343,8 +308,8 @@ class App:
             delay = ceiling // 2 + random.getrandbits(16) % (ceiling // 2 + 1)  # jitter
             what = describe(e)
         self.retry_at = time.ticks_add(time.ticks_ms(), delay)
-        where = "wifi" if isinstance(e, net.WifiError) else "server"
-        print("%s: %s; next try in %d s, %d queued" % (where, what, (delay + 500) // 1000, self.store.pending))
+        where = "wifi" if isinstance(e, WifiError) else "server"
+        print("%s: %s; next try in %d s, %d queued" % (where, what, (delay + 500) // 1000, self.outbox.pending))
 
     # ---- telemetry -------------------------------------------------------------------
     def uptime_ms(self):
@@ -355,6 +320,7 @@ class App:
         return self.up_ms
 
     def values(self):
+        # The sensors' values (sensors.py), and the board's own: uptime, free heap, drops.
         values = {}
         error = self.sensor_error
         if self.sensors is not None:
@@ -374,51 +340,36 @@ class App:
         gc.collect()
         values["uptime_s"] = self.uptime_ms() // 1000
         values["mem_free"] = gc.mem_free()
-        if self.store.dropped:
-            values["dropped"] = self.store.dropped
+        if self.outbox.dropped:
+            values["dropped"] = self.outbox.dropped
         return values
 
-    def collect(self, now):
-        # Time for telemetry: read it now, whatever the server's state. Before the clock is set
-        # a record carries this boot's uptime instead of its time (timeline.py places it).
+    def take_reading(self, now):
+        # Time for telemetry: read it now, whatever the server's state, into the outbox.
         values = self.values()
-        ts = clock.now_ms()
-        if ts is None:
-            record = {"boot": self.timeline.boot, "up": self.uptime_ms(), "values": values}
-        else:
-            record = {"ts": self.timeline.stamp(ts, self.uptime_ms()), "values": values}
-        # On flash before anything is sent: a power cut mid-request loses nothing. (One small
-        # append per reading; littlefs spreads the wear.)
-        self.queue(record)
+        self.outbox.add(values, clock.now_ms(), self.uptime_ms())
         self.last_send = now
         self.next_send = time.ticks_add(self.next_send, self.interval_ms)
         if time.ticks_diff(self.next_send, now) <= 0:  # fell behind: no burst to catch up
             self.next_send = time.ticks_add(now, self.interval_ms)
 
-    def queue(self, record):
-        try:
-            self.store.append(record)
-        except (OSError, ValueError) as e:
-            self.store.dropped += 1
-            print("queue: record lost (%s)" % e)
-
-    def flush(self):
+    def send_batch(self):
         # A batch takes about 3 times its JSON in RAM (the records, the body, the request): a
         # board with less free heap drains its queue in smaller requests instead of failing on them.
         gc.collect()
-        frames, cursor = self.store.batch(max_bytes=min(BATCH_BYTES, gc.mem_free() // 4), parse=False)
-        body, state = self.timeline.body(frames)
+        body, receipt = self.outbox.batch(min(BATCH_BYTES, gc.mem_free() // 4))
+        refused = None
         try:
             self.client.send_telemetry(body)
         except HTTPError as e:
             if e.status < 400 or e.status >= 500 or e.status in _REFUSED + _RETRY:
                 raise
-            # The server will never take this batch (400, 413...): don't let it block the rest.
-            self.store.dropped += len(frames)
-            print("queue: server refused %d records (HTTP %d): dropped" % (len(frames), e.status))
-        self.timeline.sent_through(state)
-        self.store.commit(cursor)
-        print("queue: sent %d, %d left" % (len(frames), self.store.pending))
+            refused = e.status  # the server will never take this batch (400, 413...)
+        # Refused for good, it leaves the queue as dropped: it must not block the rest.
+        count = self.outbox.sent(receipt, refused is not None)
+        if refused is not None:
+            print("queue: server refused %d records (HTTP %d): dropped" % (count, refused))
+        print("queue: sent %d, %d left" % (count, self.outbox.pending))
 
     # ---- attributes ------------------------------------------------------------------
     def announce(self):
@@ -440,7 +391,7 @@ class App:
     def apply_shared(self, shared):
         # interval_s as a shared attribute overrides config.json; deleting it restores that.
         value = shared.get("interval_s", self.cfg["interval_s"])
-        if not config.positive_number(value):
+        if not positive_number(value):
             print("attributes: interval_s ignored (not a positive number)")
             return
         if _ms(value) != self.interval_ms:
@@ -478,8 +429,22 @@ class App:
             reply = self.rpc.handle(request["method"], request.get("params"))
             self.last_rpc = (request, reply)
             failed = isinstance(reply, dict) and "error" in reply
-            print("rpc %d %s -> %s" % (rpc_id, request["method"], "error" if failed else "ok"))
+            params = request.get("params") if request["method"] in GPIO_METHODS else None
+            shown = "".join(" %s=%s" % (k, str(params[k])[:16]) for k in ("pin", "value", "enabled")
+                            if k in params) if isinstance(params, dict) else ""
+            print("rpc %d %s%s -> %s" % (rpc_id, request["method"], shown, "error" if failed else "ok"))
         self.client.reply_rpc(rpc_id, reply)
+
+
+def wait_for_config(path, wdt):
+    # The checked config; app_once.py waits while it is missing or broken. (Loaded in a function
+    # of its own: run() never returns, and a module it imported would stay in its frame.)
+    from iotlink import app_once
+
+    try:
+        return app_once.wait_for_config(path, wdt)
+    finally:
+        unload("app_once")
 
 
 def run(path=config.PATH):

@@ -33,15 +33,15 @@ def _constructor(name):
 
         ctor = getattr(hashlib, name.lower(), None)
         if ctor is None and name in ("SHA384", "SHA512"):
-            from iotlink import sha512
+            from iotlink import checksum_sha512
 
-            ctor = getattr(sha512, name.lower())
+            ctor = getattr(checksum_sha512, name.lower())
         return ctor
     if name == "CRC32":
         return crc32 if hasattr(binascii, "crc32") else None
-    from iotlink import murmur3
+    from iotlink import checksum_murmur3
 
-    return getattr(murmur3, name.lower())
+    return getattr(checksum_murmur3, name.lower())
 
 
 def new(algorithm):

@@ -1,8 +1,8 @@
 # Wall-clock time that can be trusted for client timestamps: set from a server (NTP, the HTTP
 # Date header, or thethings.iO's date) before any timestamp is used. Until then now_ms() is None:
 # before the clock is set, time.time() counts from power-up and would stamp data in 2000/1970.
-# Setting it (clocksync.py) is loaded only for that moment: the loop asks the time all the time
-# and sets it once a day.
+# Setting it is clock_once.py's work, loaded only for that moment: the loop asks the time all
+# the time and sets it once a day.
 import time
 
 # Seconds from 1970-01-01 to the port's epoch: 2000-01-01 on ESP32, 1970 on unix and rp2.
@@ -42,11 +42,3 @@ def now_ms():
     if _offset_ms is None:
         return None
     return local_ms() + _offset_ms
-
-
-def sync(server, ntp_host=None, timeout=5, transport=None):
-    # NTP first (millisecond precision), then the server's HTTP Date header; True when set.
-    # transport: a client's kept-alive connection saves a handshake per Date probe.
-    from iotlink import call_and_forget
-
-    return call_and_forget("clocksync", "sync", server, ntp_host, timeout, transport)

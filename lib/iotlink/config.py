@@ -3,35 +3,23 @@
 import hashlib
 import json
 
-from iotlink.errors import IotlinkError
+from iotlink import unload
+from iotlink.config_values import DEFAULTS
+from iotlink.errors import ConfigError  # also iotlink.config.ConfigError
+from iotlink.files import write_atomic
 
 PATH = "config.json"
-DEFAULTS = {"platform": "thingsboard", "interval_s": 10, "pins": {}, "backoff_max_s": 60,
-            "queue_kb": 64}
-
-
-class ConfigError(IotlinkError):
-    pass
-
-
-def is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def positive_number(value):
-    return (is_int(value) or isinstance(value, float)) and value > 0
-
-
-def valid_wdt_ms(value):
-    return is_int(value) and value >= 1000
 
 
 def check(cfg):
     # Raise ConfigError for the first bad key; return the names of keys this firmware ignores.
-    # The checks run once a boot: configcheck.py is unloaded after them, to keep the RAM.
-    from iotlink import call_and_forget
+    # The checks run once a boot: config_once.py is loaded for them and unloaded after them.
+    from iotlink import config_once
 
-    return call_and_forget("configcheck", "check", cfg)
+    try:
+        return config_once.check(cfg)
+    finally:
+        unload("config_once")
 
 
 # The file that last passed check(): boot.py checks it, main.py then loads it again without
@@ -75,24 +63,6 @@ def load(path=PATH):
         if key not in cfg:
             cfg[key] = DEFAULTS[key]
     return cfg
-
-
-def write_atomic(path, data):
-    # A power cut leaves the old file or the new one, never half of it: write a temporary file,
-    # then rename it over the old one (littlefs and the unix port replace the target in one step).
-    import os
-
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    try:
-        os.rename(tmp, path)
-    except OSError:
-        # FAT cannot rename onto an existing file: the one non-atomic step left.
-        os.remove(path)
-        os.rename(tmp, path)
-    if hasattr(os, "sync"):
-        os.sync()
 
 
 def save_token(token, path=PATH):

@@ -1,4 +1,4 @@
-# Exceptions raised by iotlink. None of them ever carries the access token.
+# Every exception iotlink raises. None of them ever carries the access token.
 
 
 class IotlinkError(Exception):
@@ -38,4 +38,25 @@ class ProvisionError(IotlinkError):
 
 class TLSError(IotlinkError):
     # The TLS handshake failed, e.g. the server's certificate did not verify against the CA.
+    pass
+
+
+class ConfigError(IotlinkError):
+    # config.json is missing, not JSON, or a key is wrong (named, never its value).
+    pass
+
+
+class WifiError(IotlinkError):
+    # The Wi-Fi station did not join its network in time, or the access point refused it.
+    pass
+
+
+class RpcError(IotlinkError):
+    # An RPC request the dispatcher cannot run: becomes the reply {"error": message}.
+    pass
+
+
+class UpdateFailed(IotlinkError):
+    # An update was not applied (the reason goes to the server as fw_error/sw_error), e.g. its
+    # package did not verify, or is not a tar archive iotlink unpacks.
     pass

@@ -1,6 +1,5 @@
-# What iotlink's two transports share: bounded body reads, JSON bodies, error mapping, the
-# reply headers kept. The transports themselves are each loaded only when a client builds one:
-# conn.py (iotlink's own HTTP/1.1 client, kept alive) and oneshot.py (the frozen `requests`).
+# What iotlink's two transports share (http_transport.py picks one): bounded body reads, JSON
+# bodies, error mapping, the reply headers kept.
 import errno
 import json
 
@@ -69,12 +68,13 @@ def quote(value):
 
 
 def read_into(resp, buf):
-    # Fill buf from the response body; return how many bytes arrived before EOF.
+    # Fill buf from the response body; return how many bytes arrived before EOF. A slice of the
+    # view only when a read came short: each is an object on the heap.
     mv = memoryview(buf)
     got = 0
     try:
         while got < len(buf):
-            n = resp.raw.readinto(mv[got:])
+            n = resp.raw.readinto(mv[got:] if got else mv)
             if not n:
                 break
             got += n
@@ -97,11 +97,12 @@ def read_body(resp, limit=MAX_BODY):
                 raise ProtocolError("reply truncated at %d of %d bytes" % (got, length))
             return buf
         # No length: the body ends where the server closes the connection (or the last chunk).
+        # buf grows in place when nothing was allocated after it: no slice for a full part.
         buf = bytearray()
         part = bytearray(256)
         while True:
             got = read_into(resp, part)
-            buf.extend(memoryview(part)[:got])
+            buf.extend(part if got == len(part) else memoryview(part)[:got])
             if len(buf) > limit:
                 raise ProtocolError("reply exceeds the %d byte limit" % limit)
             if got < len(part):
@@ -133,15 +134,3 @@ def error_message(body):
             if key in msg:
                 return str(msg[key])
     return str(msg)[:200]
-
-
-def transport(server, timeout, keepalive, cadata):
-    # iotlink's own client when the connection should persist or the server's certificate be
-    # verified; else the frozen `requests`, a connection per request.
-    if keepalive or cadata:
-        from iotlink.conn import Connection
-
-        return Connection(server, timeout, cadata)
-    from iotlink import oneshot
-
-    return oneshot  # the module: request() and open()

@@ -1,6 +1,6 @@
 # Firmware and software updates (OTA) from ThingsBoard, applied only once their checksum verifies.
 #
-#   ota.resume()                     first thing in boot.py (see swap.py for the flash journal)
+#   ota.resume()                     first thing in boot.py (see ota_swap.py for the flash journal)
 #   up = ota.Updater(tb)
 #   up.report_boot()                 at start: current_fw_*, confirm a new app, last outcome
 #   shared = tb.request_attributes(shared_keys=up.KEYS)["shared"]
@@ -9,24 +9,22 @@
 # A package is downloaded chunk by chunk into one buffer, hashed as it comes and streamed to
 # flash: a tar bundle is unpacked into a staging folder, an ESP32 app image (first byte 0xE9)
 # goes to the next OTA partition. Only after the whole package hashed to the announced checksum
-# is the staged app swapped in (swap.py) or the image made the boot partition. fw_state goes
+# is the staged app swapped in (ota_swap.py) or the image made the boot partition. fw_state goes
 # DOWNLOADING, DOWNLOADED, VERIFIED, UPDATING, then after the reset UPDATED once the new app has
 # reached the server; or FAILED with fw_error, and the old app keeps running. A package that was
 # rolled back is not tried again until another one is announced.
 #
-# This module decides and reports; install.py downloads, verifies and applies, and is imported only
-# when an update starts, so the device loop keeps in RAM only what follows the announcements.
-# Only swap is imported here, so that boot.py's resume() stays light; the rest comes with use.
-from iotlink import swap
-from iotlink.swap import resume  # noqa: F401 (the contract's ota.resume)
+# This module decides and reports; ota_once.py downloads, verifies and applies, loaded for one
+# update and unloaded after it, so the device loop keeps in RAM only what follows the
+# announcements. Only ota_swap is imported here, so that boot.py's resume() stays light; the rest
+# comes with use.
+from iotlink import ota_swap, unload
+from iotlink.errors import UpdateFailed  # also iotlink.ota.UpdateFailed
+from iotlink.ota_swap import resume  # noqa: F401 (the contract's ota.resume)
 
 PREFIXES = (("fw", "firmware"), ("sw", "software"))
 FIELDS = ("title", "version", "size", "checksum", "checksum_algorithm", "url")
 ATTEMPTS = 3  # downloads of one package per run; the next boot tries again
-
-
-class UpdateFailed(Exception):
-    pass
 
 
 def _esp32_partition(job):
@@ -47,7 +45,7 @@ class Updater:
 
     def __init__(self, tb, root="/", chunk_size=4096):
         self.tb = tb
-        self.base = swap.base_of(root)
+        self.base = ota_swap.base_of(root)
         self.chunk_size = chunk_size  # the download buffer, allocated when an update starts
         self.retry_ms = 500  # pause before a chunk's 2nd try, twice that before the 3rd
         self._tries = {}
@@ -70,15 +68,14 @@ class Updater:
         return None
 
     def _telemetry(self, values):
-        # True when the server took it. States get distinct, increasing timestamps.
-        import sys
+        # True when the server took it. States get distinct, increasing timestamps: the client's
+        # once a server has set the clock (clock.py), the server's until then.
         import time
 
+        from iotlink import clock
         from iotlink.errors import IotlinkError
 
-        # Client timestamps only once the app has set the clock (it imported iotlink.clock then).
-        clock = sys.modules.get("iotlink.clock")
-        now = clock.now_ms() if clock else None
+        now = clock.now_ms()
         try:
             if now is None:
                 time.sleep_ms(2)  # server-side timestamps: keep successive states apart
@@ -91,32 +88,35 @@ class Updater:
             return False
         return True
 
-    def _report(self, prefix, state, error=None):
+    def report(self, prefix, state, error=None):
+        # Tell the server the update's state (fw_state/sw_state, and why it FAILED); True when
+        # the server took it, else self.error says why not.
         values = {prefix + "_state": state}
         if error is not None:
             values[prefix + "_error"] = error
         return self._telemetry(values)
 
-    def _send_reports(self, state):
+    def send_reports(self, state):
+        # The states still to report (a finished or rolled-back job's), each kept until sent.
         reports = state.get("report")
         if not reports:
             return
         for prefix in list(reports):
             r = reports[prefix]
-            if self._report(prefix, r["state"], r.get("error")):
+            if self.report(prefix, r["state"], r.get("error")):
                 del reports[prefix]
-        swap.save_state(self.base, state)
+        ota_swap.save_state(self.base, state)
 
     def report_boot(self):
         # At every start. Returns whether the server was reached; only then is a new app or
         # image kept (ESP32: marked valid, which cancels the bootloader's rollback).
-        state = swap.load_state(self.base)
+        state = ota_swap.load_state(self.base)
         job = state.get("job")
         part = _esp32_partition(job)
         if job and "image" in job:
             running = part(part.RUNNING).info()[4] if part else None
             if running != job["image"]:
-                swap.finish(self.base, state, False, "firmware %s %s did not start: rolled back to %s"
+                ota_swap.finish(self.base, state, False, "firmware %s %s did not start: rolled back to %s"
                             % (job["to"][0], job["to"][1], running))
                 job = None
         current = {}
@@ -133,27 +133,30 @@ class Updater:
             except OSError:
                 pass  # a build without rollback support
         if job and job["phase"] == "trial":
-            swap.finish(self.base, state, True)
-        self._send_reports(state)
+            ota_swap.finish(self.base, state, True)
+        self.send_reports(state)
         return True
 
     def running(self):
         # {prefix: [title, version] or None}: what runs now, for each kind of package.
-        state = swap.load_state(self.base)
+        state = ota_swap.load_state(self.base)
         return {prefix: self._running(state, prefix) for prefix, _ in PREFIXES}
 
     # ---- deciding --------------------------------------------------------------------
     def check(self, shared):
         # shared: the fw_*/sw_* shared attributes. Updates what differs from what runs.
-        state = swap.load_state(self.base)
+        state = ota_swap.load_state(self.base)
         if state.get("job"):
             return  # the last update still waits for its new app to reach the server
         for prefix, path in PREFIXES:
             offer = self._offer(prefix, shared, state)
             if offer:
-                from iotlink.install import Install
+                from iotlink import ota_once
 
-                Install(self, prefix, state).run(path, offer)
+                try:
+                    ota_once.Install(self, prefix, state).run(path, offer)  # resets the board when applied
+                finally:
+                    unload("ota_once")
 
     def _offer(self, prefix, shared, state):
         title = shared.get(prefix + "_title")
@@ -182,7 +185,6 @@ class Updater:
 
             hasher = checksum.new(algorithm)
         except (UpdateFailed, ValueError) as e:
-            self._report(prefix, "FAILED", str(e))
+            self.report(prefix, "FAILED", str(e))
             return None
         return to, size, str(expected).lower(), hasher
-

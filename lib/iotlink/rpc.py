@@ -9,12 +9,9 @@
 # what was set, and a pin only read stays a high-impedance input, safe for whatever is wired.
 import machine
 
+from iotlink.errors import RpcError
+
 GPIO_METHODS = ("setGpio", "getGpio", "setGpioStatus", "getGpioStatus")
-
-
-class RpcError(Exception):
-    # Bad input: becomes the reply {"error": message}.
-    pass
 
 
 def _level(params, key):

@@ -13,7 +13,7 @@ import json
 import os
 import struct
 
-from iotlink.config import write_atomic
+from iotlink.files import write_atomic
 
 FRAME = "<BHI"  # magic, payload length, CRC32 of the payload
 HEADER = struct.calcsize(FRAME)

@@ -1,14 +1,15 @@
 # thethings.iO REST API v2 for one thing (its token in the path): activation, write with geo and
 # client time, read paging past the server's page size, the $settings and $geo magic resources,
-# the server's date, and the subscription channel. Facts: reference/thethingsio-api.md.
+# the server's date, and the subscription channel.
 import random
 import time
 
 from iotlink import http
-from iotlink.http import error_message, transport
 from iotlink.clock import EPOCH_OFFSET
 from iotlink.errors import ConnectionFailed, HTTPError, ProtocolError, ProvisionError, Timeout
-from iotlink.stream import Stream
+from iotlink.http import error_message
+from iotlink.http_stream import Stream
+from iotlink.http_transport import transport
 
 PAGE = 100  # values per read request: little RAM, and under both documented maxima (100, 1000)
 READ_LIMIT = 16384  # bytes of one read reply

@@ -1,22 +1,17 @@
-# ThingsBoard HTTP device API (access token in the path), as the server's code behaves.
-# What the device loop never calls (provisioning, claiming, client-side RPC) is in tbextra.py,
-# and the package download in install.py: each is in RAM only while it has work.
+# ThingsBoard HTTP device API (access token in the path), as the server's code behaves. Every
+# URL of the API is made here. What the device loop never calls (provisioning, claiming,
+# client-side RPC) is in thingsboard_once.py, loaded for one call and unloaded after it.
 from micropython import const
 
-from iotlink import http
+from iotlink import http, unload
 from iotlink.errors import ProtocolError
-from iotlink.http import check, transport
+from iotlink.http import check
+from iotlink.http_transport import transport
 
 # The server cuts every request at 30 s (503); poll for less and read a little longer.
 MAX_POLL_MS = 25000
 _POLL_GRACE_S = const(5)
 _POLL_AGAIN = (408, 503, 504)
-
-
-def _extra(function, *args):
-    from iotlink import call_and_forget
-
-    return call_and_forget("tbextra", function, *args)
 
 
 class ThingsBoard:
@@ -30,8 +25,9 @@ class ThingsBoard:
         # Requests from now on go with this token (a new one, after provisioning again).
         self._prefix = self._server + "/api/v1/" + token + "/"
 
-    def _call(self, method, path, payload=None, timeout=None, poll=False):
-        # The body of a 2xx reply; else HTTPError. poll: None when the long-poll timer ran out.
+    def call(self, method, path, payload=None, timeout=None, poll=False):
+        # One request to the device's API at path (after /api/v1/<token>/): the body of a 2xx
+        # reply; else HTTPError. poll: None when the long-poll timer ran out.
         body = payload if payload is None or isinstance(payload, bytes) else http.dumps(payload)
         status, data, _ = self.transport.request(method, self._prefix + path, body, timeout or self.timeout)
         if poll and status in _POLL_AGAIN:
@@ -42,7 +38,7 @@ class ThingsBoard:
     def _poll(self, path, timeout_ms):
         # One long-poll: the message, or None when the server's timer ran out.
         timeout_ms = max(1, min(int(timeout_ms), MAX_POLL_MS))
-        data = self._call("GET", "%s?timeout=%d" % (path, timeout_ms), timeout=timeout_ms / 1000 + _POLL_GRACE_S,
+        data = self.call("GET", "%s?timeout=%d" % (path, timeout_ms), timeout=timeout_ms / 1000 + _POLL_GRACE_S,
                           poll=True)
         return http.loads(data) if data else None
 
@@ -53,19 +49,19 @@ class ThingsBoard:
             values = {"ts": int(ts), "values": values}
         if not values:
             return  # ThingsBoard never answers a POST of [] (it hangs until 503)
-        self._call("POST", "telemetry", values)
+        self.call("POST", "telemetry", values)
 
     def send_attributes(self, attributes):
         if not isinstance(attributes, dict):
             raise ValueError("attributes must be a dict")
-        self._call("POST", "attributes", attributes)
+        self.call("POST", "attributes", attributes)
 
     def request_attributes(self, client_keys=None, shared_keys=None):
         query = []
         for name, keys in (("clientKeys=", client_keys), ("sharedKeys=", shared_keys)):
             if keys:
                 query.append(name + ",".join(http.quote(k) for k in keys))
-        data = self._call("GET", "attributes" + ("?" + "&".join(query) if query else ""))
+        data = self.call("GET", "attributes" + ("?" + "&".join(query) if query else ""))
         reply = http.loads(data) if data else {}
         if not isinstance(reply, dict):
             raise ProtocolError("attributes reply is not an object")
@@ -85,23 +81,43 @@ class ThingsBoard:
 
     def reply_rpc(self, request_id, result):
         # Id 0 is a valid id: always reply to /rpc/{id}.
-        self._call("POST", "rpc/%d" % int(request_id), result)
+        self.call("POST", "rpc/%d" % int(request_id), result)
+
+    def open_package(self, kind, title, version, chunk, size):
+        # One chunk of the firmware/software package assigned to the device (kind: "firmware"
+        # or "software"), streamed: the caller reads and closes the response.
+        url = "%s%s?title=%s&version=%s&size=%d&chunk=%d" % (
+            self._prefix, kind, http.quote(title), http.quote(version), size, chunk)
+        resp = self.transport.open("GET", url, timeout=self.timeout)
+        if resp.status_code != 200:
+            check(resp.status_code, http.read_body(resp, 512))
+        return resp
 
     def call_rpc(self, method, params=None, timeout=None):
         # Client-side RPC: the rule chain's reply (the default chain never answers).
-        return _extra("call_rpc", self, method, params, timeout)
+        from iotlink import thingsboard_once
+
+        try:
+            return thingsboard_once.call_rpc(self, method, params, timeout)
+        finally:
+            unload("thingsboard_once")
 
     def claim(self, secret_key=None, duration_ms=None):
-        _extra("claim", self, secret_key, duration_ms)
+        from iotlink import thingsboard_once
 
-    def open_package(self, kind, title, version, chunk, size):
-        # Stream one chunk of the assigned firmware/software package; the caller closes it.
-        from iotlink.install import open_package  # stays loaded: the update it serves uses it
-
-        return open_package(self, kind, title, version, chunk, size)
+        try:
+            thingsboard_once.claim(self, secret_key, duration_ms)
+        finally:
+            unload("thingsboard_once")
 
     @staticmethod
     def provision(server, device_name, key, secret, timeout=10, cadata=None, token=None):
         # Device self-provisioning: returns the new access token (`token` asks for that one).
         # Cannot be repeated for a name (the server answers FAILURE): save the token at once.
-        return _extra("provision", server, device_name, key, secret, timeout, cadata, token)
+        from iotlink import thingsboard_once
+
+        try:
+            return thingsboard_once.provision(server.rstrip("/") + "/api/v1/provision", device_name, key,
+                                              secret, timeout, cadata, token)
+        finally:
+            unload("thingsboard_once")

@@ -1,4 +1,5 @@
 # Client timestamps that only go forward, for every record of the flash queue, across reboots.
+# The records' shapes are made here: as they are queued (record()) and as they are sent (body()).
 #
 # A reading is stamped as it is read once the clock is set ({"ts": ms, ...}); before that it
 # carries its boot's id and uptime ({"boot": id, "up": ms, ...}) and is placed when it is sent.
@@ -6,8 +7,8 @@
 # - a clock set from the server's Date header can land behind the previous boot's last stamp;
 # - a resync can move the clock back;
 # - a boot can lose power before its early readings were sent, or before it had a clock at all.
-# So the newest stamp is remembered (the queue's head keeps it for sent records, the queued
-# records themselves for the rest), this boot's clock is shifted forward when it would start
+# So the newest stamp is remembered (mark(), which the queue's head keeps, for sent records; the
+# queued records themselves for the rest), this boot's clock is shifted forward when it would start
 # behind it, and the start of the last few boots that had a clock is kept in the head too, so
 # their early readings are placed exactly whenever they are sent. Readings of a boot without a
 # clock (yet) are placed after the record before them by their uptime: a lower bound of their
@@ -26,52 +27,48 @@ def _ints(value, size):
 
 
 class Timeline:
-    def __init__(self, boot, store):
+    def __init__(self, boot, mark, records):
+        # boot: this boot's id; mark: what mark() gave before (kept with the queue); records: the
+        # records still queued, oldest first (read once, to know the newest stamp among them).
         self.boot = boot
-        self.store = store
         self.start = None  # this boot's start on the (shifted) clock, once the clock is set
         self.shift = 0
-        mark = store.mark if isinstance(store.mark, dict) else {}
+        mark = mark if isinstance(mark, dict) else {}
         sent = mark.get("sent")
         # Placing goes in queue order; its state is (last ts or None, last clockless boot, the
         # ts that boot's readings count their uptime from).
         self.sent = tuple(sent) if _ints(sent, 3) and sent[2] is not None else (None, None, 0)
         clocks = mark.get("clocks")
         self.clocks = [c for c in clocks if _ints(c, 2)] if isinstance(clocks, list) else []
-        state, self.head_span, first = self._replay()
-        if self.head_span and first is not None:
-            self._place_head(first)
-        self.newest = state[0] or 0
-
-    def _replay(self):
-        # The queued records, read once at boot: (the state after them, how long the records
-        # that nothing places yet span when placed from 0, the first time after them).
+        # Replayed: the state after the queued records, how long the records that nothing
+        # places yet span when placed from 0, and the first time after them.
         state = self.sent
         head = (0, None, 0)
         first = None
-        cursor = None
-        while True:
-            records, cursor = self.store.batch(after=cursor)
-            if not records:
-                return state, head[0], first
-            for record in records:
-                ts, state = self.place(record, state)
-                if ts is None:
-                    head = self.place(record, head)[1]
-                elif first is None:
-                    first = ts
+        for record in records:
+            ts, state = self.place(record, state)
+            if ts is None:
+                head = self.place(record, head)[1]
+            elif first is None:
+                first = ts
+        self.head_span = head[0]
+        if self.head_span and first is not None:
+            self._place_head(first)
+        self.newest = state[0] or 0
 
     def _place_head(self, before):
         # The unplaced records at the head of the queue end just before this time.
         self.sent = (before - 1 - self.head_span, None, 0)
         self.head_span = 0
 
-    def _save(self):
-        self.store.mark = {"sent": list(self.sent), "clocks": self.clocks}
+    def mark(self):
+        # What a later boot needs to place the records still queued then (a JSON value).
+        return {"sent": list(self.sent), "clocks": self.clocks}
 
     def clock_set(self, now, uptime):
-        # The clock reads now (ms) at this uptime (ms): put this boot's start after every stamp,
-        # and keep it on flash for this boot's readings that a power cut would leave queued.
+        # The clock reads now (ms) at this uptime (ms): put this boot's start after every stamp.
+        # True the first time: then mark() must go to flash for this boot's readings that a power
+        # cut would leave queued.
         if self.start is None:
             start = now - uptime
             self.shift = max(0, self.newest + 1 - start)
@@ -81,14 +78,20 @@ class Timeline:
             if self.head_span:
                 self._place_head(self.start)
             self.clocks = (self.clocks + [[self.boot, self.start]])[-KEEP_CLOCKS:]
-            self._save()
-            self.store.save_head()
+            return True
+        return False
 
     def stamp(self, now, uptime):
-        # The time of a reading taken now: after every other.
-        self.clock_set(now, uptime)
+        # The time of a reading taken now: after every other (clock_set() was called before).
         self.newest = max(now + self.shift, self.newest + 1)
         return self.newest
+
+    def record(self, values, now, uptime):
+        # A reading as it is queued: stamped when the clock is set (now is its time, ms), else
+        # with this boot's id and its uptime, for body() to place.
+        if now is None:
+            return {"boot": self.boot, "up": uptime, "values": values}
+        return {"ts": self.stamp(now, uptime), "values": values}
 
     def _start_of(self, boot):
         if boot == self.boot:
@@ -119,8 +122,8 @@ class Timeline:
         return ts, (ts, run, base)
 
     def body(self, frames):
-        # A batch as the server takes it, from its records' JSON as the queue holds it
-        # (store.batch(parse=False)): (the JSON array of {"ts", "values"} or, for the server to
+        # A batch as the server takes it, from its records' JSON as the queue holds it: (the
+        # JSON array of {"ts", "values"} or, for the server to
         # stamp, the values alone; the state after them, for sent_through()). A record stamped
         # when it was read goes as it lies: one record is parsed at a time, and the batch is
         # joined once, instead of parsing the whole batch and encoding it again.
@@ -138,7 +141,7 @@ class Timeline:
         return b",".join(frames), state
 
     def sent_through(self, state):
-        # The records placed up to state are on the server: the head keeps state with them.
+        # The records placed up to state are on the server (mark() then goes with the queue's
+        # head, which forgets them).
         self.sent = state
         self.newest = max(self.newest, state[0] or 0)
-        self._save()

@@ -79,6 +79,12 @@ def test_rpc_drives_pins_and_bad_requests_get_errors_while_the_loop_goes_on(serv
     replies = server.requests_to(f"/api/v1/{TOKEN}/rpc/", "POST")
     assert [e.path.rsplit("/", 1)[1] for e in replies] == [str(i) for i in range(8)]  # id 0 included
     assert replies[0].json() == {"pin": "23", "value": 1}
+    # The console says which pin and level each GPIO call was about; other methods' params stay out.
+    lines = [line for line in board.console().splitlines() if line.startswith("rpc ")]
+    assert lines == ["rpc 0 setGpio pin=23 value=1 -> ok", "rpc 1 getGpio pin=23 -> ok", "rpc 2 reboot -> error",
+                     "rpc 3 setGpio pin=2 value=1 -> error", "rpc 4 setGpio -> error",
+                     "rpc 5 setGpio pin=led value=7 -> error", "rpc 6 setGpioStatus pin=led enabled=True -> ok",
+                     "rpc 7 getGpioStatus -> ok"]
     assert board.boots == 1
 
 
@@ -155,7 +161,7 @@ def test_a_fixed_config_is_picked_up_without_a_reset(server, device, tmp_path):
     folder = flash(tmp_path, None)
     board = Board(folder)
     # The real firmware with a shorter look-again period than the 10 s a user gets.
-    board.command = micropython_command() + ["-c", "from iotlink import app\napp.CONFIG_RETRY_S = 1\napp.run()"]
+    board.command = micropython_command() + ["-c", "from iotlink import app, app_once\napp_once.CONFIG_RETRY_S = 1\napp.run()"]
     with board:
         wait_until(console_has(board, "config.json not found"), 10)
         (folder / "config.json").write_text(json.dumps(config(server)))
@@ -425,7 +431,7 @@ def test_the_example_sensor_module_runs_on_a_virtual_board(server, device, tmp_p
 
 
 def test_the_firmware_as_mpy_runs_in_a_small_heap(server, device, tmp_path):
-    # As a board gets it from `iotlink mpy` / `iotlink deploy --mpy`; the fakes compiled too, as
+    # As a board gets it from `iotlink mpy` / `iotlink deploy`; the fakes compiled too, as
     # a board's machine and network are built in.
     folder = flash(tmp_path, config(server))
     shutil.rmtree(folder / "lib")

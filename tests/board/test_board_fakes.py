@@ -139,9 +139,9 @@ def test_the_device_loop_never_loads_the_rarely_used_part_of_the_fakes(mp):
 import sys
 import iotlink.app
 import machine, network
-from iotlink import clock, net
+from iotlink import clock, net, net_once
 from iotlink.rpc import Dispatcher
-ip = net.connect({{"ssid": "lab", "password": "pw", "country": "DE", "hostname": "board-1"}})
+ip = net_once.connect({{"ssid": "lab", "password": "pw", "country": "DE", "hostname": "board-1"}})
 d = Dispatcher({{"led": "LED", "5": 5}})
 replies = [d.handle("getGpio", {{"pin": "5"}}), d.handle("setGpio", {{"pin": "5", "value": 1}}),
            d.handle("setGpio", {{"pin": "led", "value": True}})]

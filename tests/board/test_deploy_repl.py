@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from iotlink_tools import cli
+from iotlink_tools import cli, firmware
 from iotlink_tools.commands import deploy
 from iotlink_tools.vboard import ptyboard
 
@@ -127,7 +127,7 @@ def test_an_app_that_catches_the_first_ctrl_c_is_still_deployed(pty_board, tmp_p
     wait_for_console(board, "stubborn app running", 1)
     files = deploy.deploy(board.port, None)
     assert "tidied up after one Ctrl-C, still running" in board.console()
-    assert (board.folder / "main.py").read_bytes() == dict(deploy.app_files())["main.py"]
+    assert (board.folder / "main.py").read_bytes() == firmware.contents(mpy=True)["main.py"]
     assert {action for _, _, action in files} == {"written"}
 
 
@@ -169,7 +169,7 @@ def fake_device(answer=lambda byte: None):
 
 def test_nothing_answering_is_a_clear_error(quick, capsys):
     with fake_device() as (path, received):
-        assert cli.main(["deploy", path]) == 1
+        assert cli.main(["deploy", "-p", path]) == 1
     assert f"iotlink: error: {path}: no MicroPython prompt after 3 Ctrl-C, 0.3 s each " \
            "(is a MicroPython board on this port?)" in capsys.readouterr().err
     assert bytes(received) == b"\r\x03\x02" * 3  # three tries, then nothing else was sent

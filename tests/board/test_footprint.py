@@ -17,7 +17,7 @@ a = app.App(app.config.load(), app.Watchdog())
 a.start()
 while a.start_tasks:
     a.step()
-loaded = lambda: [m for m in ("iotlink.ota", "iotlink.swap", "iotlink.install", "iotlink.clocksync") if m in sys.modules]
+loaded = lambda: [m for m in ("iotlink.ota", "iotlink.ota_swap", "iotlink.ota_once", "iotlink.clock_once") if m in sys.modules]
 out(loaded())
 a.read_attributes()
 out(loaded())
@@ -46,7 +46,7 @@ def test_the_ota_code_is_loaded_only_for_a_package_other_than_the_running_one(mp
     assert boot(mp, server) == [[], []]
     # Another version: the updater is loaded and handles it (here: refused, no checksum).
     server.set_shared_attributes("test-device", {"fw_version": "2.0.0"})
-    assert boot(mp, server) == [[], ["iotlink.ota", "iotlink.swap"]]
+    assert boot(mp, server) == [[], ["iotlink.ota", "iotlink.ota_swap"]]
     assert fw_states(server) == [{"fw_state": "FAILED",
                                   "fw_error": "package announced without size and checksum: not applied"}]
 
@@ -80,10 +80,10 @@ try:
 except Exception as e:
     out(repr(e))
 out(["iotlink.ota" in sys.modules, len(a.start_tasks)])
-a.collect(0)
-while a.start_tasks or a.store.pending:
+a.take_reading(0)
+while a.start_tasks or a.outbox.pending:
     a.step()
-out(a.store.pending)
+out(a.outbox.pending)
 """
 
 
@@ -114,9 +114,9 @@ app.gc = gc
 a = app.App(app.config.load(), app.Watchdog())
 a.start()
 for i in range(60):
-    a.queue({"ts": 1700000000000 + i, "values": {"reading": i, "label": "x" * 40}})
-while a.store.pending:
-    a.flush()
+    a.outbox.add({"reading": i, "label": "x" * 40}, 1700000000000 + i, i)
+while a.outbox.pending:
+    a.send_batch()
 """
 
 

@@ -198,7 +198,7 @@ def test_a_batch_goes_in_writes_of_whole_records_and_a_retry_skips_what_was_writ
     fail_once(server, lambda records: any(r["key"] == "n" and r["value"] == 25 for r in records))
     run = mp(f"""
 from iotlink.errors import HTTPError
-from iotlink.ttdevice import TTDevice
+from iotlink.thethings_device import TTDevice
 dev = TTDevice({server.url!r}, {token!r})
 batch = [{{"ts": 1700000000000 + i * 1000, "values": {{"n": i, "m": -i}}}} for i in range(40)]
 try:

@@ -9,9 +9,9 @@ from support import RawServer
 
 def test_unset_clock_gives_no_timestamp_then_the_server_sets_it(server, mp):
     run = mp(f"""
-from iotlink import clock, clocksync
+from iotlink import clock, clock_once
 out(clock.now_ms())
-out(clocksync.sync_http({server.url!r}))
+out(clock_once.sync_http({server.url!r}))
 out(clock.now_ms())
 """)
     before, synced, now = run.results
@@ -25,8 +25,8 @@ def test_the_server_time_wins_over_the_local_clock(mp):
     raw = RawServer(b"HTTP/1.1 200 OK\r\nDate: Tue, 01 Jan 2030 12:00:05 GMT\r\nContent-Length: 0\r\n\r\n")
     try:
         run = mp(f"""
-from iotlink import clock, clocksync
-clocksync.sync_http({raw.url!r})
+from iotlink import clock, clock_once
+clock_once.sync_http({raw.url!r})
 out(clock.now_ms())
 """)
         expected = calendar.timegm((2030, 1, 1, 12, 0, 5)) * 1000
@@ -44,8 +44,8 @@ def test_no_usable_date_leaves_the_clock_unset(mp, reply):
     raw = RawServer(reply)
     try:
         run = mp(f"""
-from iotlink import clock, clocksync
-out([clocksync.sync_http({raw.url!r}, timeout=1), clock.now_ms()])
+from iotlink import clock, clock_once
+out([clock_once.sync_http({raw.url!r}, timeout=1), clock.now_ms()])
 """)
         assert run.result == [False, None]
     finally:
@@ -55,9 +55,9 @@ out([clocksync.sync_http({raw.url!r}, timeout=1), clock.now_ms()])
 def test_civil_date_arithmetic_matches_cpython(mp):
     dates = [(1970, 1, 1), (2000, 1, 1), (2000, 2, 29), (2024, 12, 31), (2038, 1, 19), (2100, 3, 1)]
     run = mp(f"""
-from iotlink import clocksync
-out([clocksync.unix_seconds(y, m, d, 13, 14, 15) for y, m, d in {dates!r}])
-out(clocksync.parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"))
+from iotlink import clock_once
+out([clock_once.unix_seconds(y, m, d, 13, 14, 15) for y, m, d in {dates!r}])
+out(clock_once.parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"))
 """)
     assert run.results[0] == [calendar.timegm((y, m, d, 13, 14, 15)) for y, m, d in dates]
     assert run.results[1] == 784111777

@@ -43,11 +43,11 @@ tb.reply_rpc(r["id"], {{"pin": "23", "value": 0}})
 def test_the_clock_is_set_over_the_kept_alive_connection(server, device, mp):
     # A HEAD reply announces a body it does not send: reading none keeps the connection usable.
     run = mp(f"""
-from iotlink import clock
+from iotlink import clock, clock_once
 from iotlink.thingsboard import ThingsBoard
 tb = ThingsBoard({server.url!r}, "TEST_TOKEN", keepalive=True)
 tb.send_telemetry({{"n": 1}})
-out(clock.sync({server.url!r}, timeout=5, transport=tb.transport))
+out(clock_once.sync({server.url!r}, timeout=5, transport=tb.transport))
 tb.send_telemetry({{"n": 2}})
 out(clock.now_ms())
 """)
@@ -63,7 +63,7 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(mp):
     raw = RawServer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
     try:
         run = mp(f"""
-from iotlink.conn import Connection
+from iotlink.http_conn import Connection
 c = Connection({raw.url!r})
 out([c.request("POST", {raw.url!r} + "/x", b"1")[0], c.request("POST", {raw.url!r} + "/x", b"2")[0]])
 """)
@@ -89,7 +89,7 @@ def test_replies_are_framed_and_bounded(mp, reply, expected):
     raw = RawServer(reply)
     try:
         run = mp(ATTEMPT + f"""
-from iotlink.conn import Connection
+from iotlink.http_conn import Connection
 from iotlink import http
 def get():
     status, body, _ = Connection({raw.url!r}, timeout=3).request("GET", {raw.url!r} + "/x")
@@ -122,7 +122,7 @@ other = open({str(pki["other_ca"])!r}, "rb").read()
 out(attempt(ThingsBoard({tls_server.url!r}, "TLS_TOKEN", cadata=ca).send_telemetry, {{"v": 1}}))
 out(attempt(ThingsBoard({tls_server.url!r}, "TLS_TOKEN", cadata=other).send_telemetry, {{"v": 2}}))
 import sys
-out("iotlink.tls" in sys.modules)  # the certificate code is in RAM only while a context is built
+out("iotlink.http_tls_once" in sys.modules)  # the certificate code is in RAM only while a context is built
 """)
     assert run.results[0] == ["ok", None]
     assert run.results[2] is False

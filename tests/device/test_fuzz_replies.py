@@ -17,7 +17,7 @@ from support import MICROPYPATH, MICROPYTHON, RawServer
 DEVICE = """
 import sys, gc, json
 from iotlink.thingsboard import ThingsBoard
-from iotlink.conn import Connection
+from iotlink.http_conn import Connection
 from iotlink import errors
 URL = sys.argv[1]
 clients = {"requests": ThingsBoard(URL, "T", timeout=2), "keepalive": ThingsBoard(URL, "T", timeout=2, keepalive=True)}

@@ -362,7 +362,7 @@ def test_power_cut_while_writing_the_state_file_keeps_the_previous_state(board, 
     offer(server, make_tar(NEW_APP))
     boot_until_idle(board, server)
     # A cut while the temporary state file was being written leaves it half-written.
-    (board.flash / ".ota/state.tmp").write_text('{"run": {"fw": ["x"')
+    (board.flash / ".ota/state.json.tmp").write_text('{"run": {"fw": ["x"')
     assert boot(board, server).returncode == 0
     assert current(server) == ("app", "2.0")
 

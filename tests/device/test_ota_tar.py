@@ -1,4 +1,4 @@
-"""iotlink.tar.Unpacker in micropython: every tar dialect an app bundle comes in, fed in slices."""
+"""iotlink.ota_tar.Unpacker in micropython: every tar dialect an app bundle comes in, fed in slices."""
 
 import random
 import tarfile
@@ -8,7 +8,8 @@ from support import make_tar
 
 UNPACK = """
 import os
-from iotlink.tar import Unpacker, TarError
+from iotlink.errors import UpdateFailed
+from iotlink.ota_tar import Unpacker
 os.mkdir("out")
 u = Unpacker("out/", reserved=("config.json",))
 with open("pkg.tar", "rb") as f:
@@ -21,7 +22,7 @@ try:
         start += size
     u.close()
     out({{"top": u.top}})
-except TarError as e:
+except UpdateFailed as e:
     u.abort()
     out({{"error": str(e)}})
 """

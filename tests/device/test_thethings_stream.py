@@ -59,7 +59,7 @@ def subscribes(server, token):
 def test_splitter_finds_each_document_whatever_the_chunk_sizes(mp, sizes):
     body = b"".join(DOCS[:3]) + b"\r\n " + b"".join(DOCS[3:])
     run = mp(f"""
-from iotlink.stream import Splitter
+from iotlink.http_stream import Splitter
 s = Splitter()
 body = {body!r}
 sizes = {sizes!r}
@@ -76,7 +76,7 @@ out([d.decode() for d in docs])
 
 def test_splitter_refuses_an_oversized_document_and_garbage(mp):
     run = mp("""
-from iotlink.stream import Splitter
+from iotlink.http_stream import Splitter
 from iotlink.errors import ProtocolError
 s = Splitter(64)
 for data in (b'{}[' + b'1,' * 40 + b'1]', b'{"a":1} x', b'"top-level string"'):

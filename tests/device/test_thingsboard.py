@@ -288,7 +288,7 @@ def test_a_server_keeping_the_connection_open_does_not_block_a_sized_reply(mp):
         raw.stop()
 
 
-COLD = ["requests", "iotlink.oneshot", "iotlink.tls", "iotlink.tbextra", "iotlink.install"]
+COLD = ["requests", "iotlink.http_oneshot", "iotlink.http_tls_once", "iotlink.thingsboard_once", "iotlink.ota_once"]
 
 
 def test_the_loop_calls_load_no_cold_code_and_rare_calls_unload_theirs(server, device, mp):
@@ -320,7 +320,7 @@ out(cold())
     assert pong == {"pong": 7} and server.device("pump-9")["token"] == token
     assert bodies(server, "/claim") == [{"secretKey": "k"}]
     # provision goes without keep-alive: the frozen `requests` is loaded for it, and stays
-    assert after_provision == ["requests", "iotlink.oneshot"]
+    assert after_provision == ["requests", "iotlink.http_oneshot"]
 
 
 @pytest.mark.parametrize("keepalive", [False, True])

@@ -6,6 +6,10 @@ from iotlink.store import Store
 from iotlink.timeline import Timeline
 store = Store()
 
+def timeline(boot):
+    # As the outbox makes it at boot: from the head's mark and the records still queued.
+    return Timeline(boot, store.mark, store.batch(max_records=1000)[0])
+
 def place_all(t):
     # The ts each queued record gets as the batch is sent (None: left for the server to stamp)
     # and the placing state after them.
@@ -19,7 +23,7 @@ def test_dead_boots_are_placed_after_the_record_before_them_and_this_boot_after_
 for r in ({"ts": 1000, "values": {}}, {"boot": 1, "up": 100, "values": {}}, {"boot": 1, "up": 200, "values": {}},
           {"boot": 2, "up": 50, "values": {}}, {"boot": 2, "up": 80, "values": {}}):
     store.append(r)
-t = Timeline(3, store)
+t = timeline(3)
 out(t.newest)
 placed, state = place_all(t)
 out(placed)
@@ -38,32 +42,34 @@ out(t.place({"boot": 3, "up": 300, "values": {}}, state)[0])
 
 def test_with_no_stamp_ever_a_clockless_boot_is_left_for_the_server_and_a_bad_mark_is_ignored(mp):
     run = mp(SETUP + """
-t = Timeline(9, store)
+t = timeline(9)
 out(t.newest)
 out(t.place({"boot": 4, "up": 10, "values": {}}, t.sent)[0])
 store.mark = {"sent": [5000, 4, 4000], "clocks": []}
-t = Timeline(9, store)
+t = timeline(9)
 out([t.newest, t.place({"boot": 4, "up": 10, "values": {}}, t.sent)[0]])
 for bad in (["garbage", None], {"sent": [None, 1, 2], "clocks": [[1]]}, {"sent": "x", "clocks": 7}):
     store.mark = bad
-    out(Timeline(9, store).newest)
+    out(timeline(9).newest)
 """)
     assert run.results == [0, None, [5000, 5001], 0, 0, 0]
 
 
 def test_early_readings_of_a_boot_that_had_a_clock_keep_their_time_after_a_power_cut(mp):
-    mp(SETUP + """
-t = Timeline(5, store)
-store.append({"boot": 5, "up": 700, "values": {}})  # read before the clock was set
-store.append({"ts": t.stamp(1_700_000_002_000, 2_000), "values": {}})
-""")  # and the power goes before anything was sent
+    boot = mp("""
+from iotlink.outbox import Outbox
+o = Outbox(65536)
+o.add({}, None, 700)  # read before the clock was set
+o.add({}, 1_700_000_002_000, 2_000)
+out(o.timeline.boot)
+""").result  # and the power goes before anything was sent
     run = mp(SETUP + """
 out(store.mark)
-t = Timeline(6, store)
+t = timeline(6)
 out(place_all(t)[0])
 """)
     mark, placed = run.results
-    assert mark == {"sent": [None, None, 0], "clocks": [[5, 1_700_000_000_000]]}
+    assert mark == {"sent": [None, None, 0], "clocks": [[boot, 1_700_000_000_000]]}
     assert placed == [1_700_000_000_700, 1_700_000_002_000]
 
 
@@ -72,7 +78,7 @@ def test_readings_with_no_time_before_them_end_just_before_the_first_time_after_
 for r in ({"boot": 1, "up": 100, "values": {}}, {"boot": 1, "up": 200, "values": {}},
           {"boot": 2, "up": 50, "values": {}}, {"ts": 10_000, "values": {}}):
     store.append(r)
-t = Timeline(3, store)
+t = timeline(3)
 out([t.newest, place_all(t)[0]])
 """)
     assert run.result == [10_000, [9_849, 9_949, 9_999, 10_000]]
@@ -82,7 +88,7 @@ def test_a_queue_with_no_time_at_all_is_placed_before_this_boot_once_its_clock_i
     run = mp(SETUP + """
 for up in (100, 200):
     store.append({"boot": 1, "up": up, "values": {}})
-t = Timeline(2, store)
+t = timeline(2)
 out(place_all(t)[0])  # nothing to place them by: the server would stamp them on arrival
 t.clock_set(50_000, 1_000)
 store.append({"boot": 2, "up": 1_500, "values": {}})
@@ -95,7 +101,7 @@ def test_a_batch_body_sends_stamped_records_as_they_lie_on_flash(mp):
     # The first frame is JSON as json.dumps would not write it (no spaces): encoded again, it
     # would change, so the body shows whether it went as it lay.
     run = mp(SETUP + """
-t = Timeline(8, store)
+t = timeline(8)
 frames = [b'{"ts":1000,"values":{"t":21.5}}', b'{"boot":7,"up":40,"values":{"t":22}}']
 body, state = t.body(frames)
 out([body.decode(), state[0], t.body([])[0].decode()])

@@ -3,6 +3,7 @@ OTA REST API (here the devserver's)."""
 
 import io
 import tarfile
+import tempfile
 
 import pytest
 from support import LIB, REPO, boot_until_idle, current, states, tree
@@ -43,12 +44,16 @@ def test_bundle_is_reproducible(tmp_path):
     assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
 
 
-def test_bundle_as_bytecode(tmp_path):
+def test_bundle_as_bytecode_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     out = tmp_path / "app.tar"
-    main(["bundle", "--mpy", "--out", str(out)])
+    assert main(["bundle", "--mpy", "--out", str(out)]) == 0
     names = [n for n, body in members(out.read_bytes()).items() if body is not None and n.startswith("lib/")]
     assert names and all(n.endswith(".mpy") for n in names)
     assert "lib/iotlink/ota.mpy" in names
+    assert list(temporary.iterdir()) == []  # the compiled library went with its folder
 
 
 def test_bundle_uploaded_and_installed_by_a_board(tmp_path, server, device, mp, capsys):

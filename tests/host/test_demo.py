@@ -18,7 +18,7 @@ from iotlink_tools.rest import ThingsBoardREST
 
 @pytest.mark.slow
 def test_demo_shows_telemetry_and_stops_cleanly_on_ctrl_c(tmp_path):
-    demo = subprocess.Popen([IOTLINK, "demo", "--port", "0", "--interval", "1", "--dir", str(tmp_path)],
+    demo = subprocess.Popen([IOTLINK, "demo", "--http-port", "0", "--interval", "1", "--dir", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "COLUMNS": "200"}, preexec_fn=ctrl_c_works)
     try:

@@ -1,31 +1,9 @@
 """The devserver's ThingsBoard REST subset: every endpoint the tools use, with the reference's shapes."""
 
-import json
 import threading
-import urllib.error
-import urllib.request
 
 import pytest
-
-TENANT = {"username": "tenant@thingsboard.org", "password": "tenant"}
-
-
-def call(server, method, path, body=None, token=None, header="X-Authorization"):
-    """(status, parsed JSON or raw bytes) for one request, with no client logic in between."""
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    if token:
-        headers[header] = f"Bearer {token}"
-    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    req = urllib.request.Request(server.url + path, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as reply:
-            status, raw = reply.status, reply.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    try:
-        return status, json.loads(raw) if raw else None
-    except ValueError:
-        return status, raw
+from support import TENANT, call
 
 
 @pytest.fixture
@@ -113,7 +91,7 @@ def test_forged_or_missing_token_refused(server, jwt):
 
 def test_both_auth_header_forms(server, jwt):
     for header in ("X-Authorization", "Authorization"):
-        assert call(server, "GET", "/api/tenant/devices?pageSize=1&page=0", token=jwt, header=header)[0] == 200
+        assert call(server, "GET", "/api/tenant/devices?pageSize=1&page=0", headers={header: f"Bearer {jwt}"})[0] == 200
 
 
 def test_create_device_with_chosen_token(server, jwt):

@@ -5,19 +5,16 @@ the command line, and the page's login."""
 from __future__ import annotations
 
 import base64
-import json
 import re
 import signal
 import subprocess
 import threading
-import urllib.error
-import urllib.request
 from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import IOTLINK
+from support import IOTLINK, call
 
 from iotlink_tools.devserver.checksums import checksum
 from iotlink_tools.devserver.thethings import iso
@@ -70,28 +67,6 @@ ROUTES = {
     ("POST", "/v2/things/?"), ("POST", "/v2/things/{token}"), ("GET", "/v2/things/{token}"),
     ("GET", "/v2/things/{token}/resources/{key}"), ("GET", "/v2/utils/date"), ("GET", "/v2/?"),
 }
-
-
-def call(server, method, path, body=None, token=None, headers=None, raw=False):
-    """(status, JSON or bytes) of one request, with no client in between."""
-    headers = dict(headers or {})
-    if token:
-        headers.setdefault("X-Authorization", f"Bearer {token}")
-    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    if data is not None:
-        headers.setdefault("Content-Type", "application/json")
-    req = urllib.request.Request(server.url + path, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as reply:
-            status, content = reply.status, reply.read()
-    except urllib.error.HTTPError as exc:
-        status, content = exc.code, exc.read()
-    if raw:
-        return status, content
-    try:
-        return status, json.loads(content) if content else None
-    except ValueError:
-        return status, content
 
 
 @pytest.fixture
@@ -287,7 +262,7 @@ def test_thethings_read_serves_up_to_1000_values(server):
 
 def test_devserver_command_creates_what_the_python_api_does(tmp_path):
     proc = subprocess.Popen(
-        [IOTLINK, "devserver", "--port", "0", "--db", str(tmp_path / "dev.db"), "--user", "ops@example.com",
+        [IOTLINK, "devserver", "--http-port", "0", "--db", str(tmp_path / "dev.db"), "--user", "ops@example.com",
          "--password", "s3cret", "--device", "pump-1:PUMP1", "--provision", "KEY:SECRET", "--pre-provisioned",
          "--rpc-reply", 'getTime={"time": 1}', "--thing", "THING1", "--activation", "ACT-1:P1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -58,7 +58,7 @@ for start in range(0, N, BATCH):
     # The limit for one point per request: pre-built bytes on one kept-alive socket.
     "limit (raw socket, 1 point/request)": """
 import socket
-from iotlink.conn import Connection
+from iotlink.http_conn import Connection
 c = Connection(URL)
 body = b'{"temperature": 1}'
 req = (b"POST /api/v1/" + TOKEN.encode() + b"/telemetry HTTP/1.1\\r\\nHost: x\\r\\n"

@@ -3,7 +3,7 @@
 An iteration is one telemetry record delivered while the host keeps the board busy with RPCs
 (setGpio/getGpio, answered between sends), changes a shared attribute now and then, and the
 flash queue carries every record. The firmware runs as a board would get it from
-`iotlink deploy --mpy` (the hardware fakes compiled too, as a board's machine and network are
+`iotlink deploy` (the hardware fakes compiled too, as a board's machine and network are
 built in). Heap sizes are bisected between a floor that fails and a ceiling that works.
 
 The fakes take heap that a board's built-in machine and network do not: the same run measures
@@ -55,7 +55,7 @@ def fakes_env(work: Path) -> dict[str, str]:
 
 
 def mpy_board(flash: Path, heap_kb: int, work: Path) -> Board:
-    """The firmware as `iotlink deploy --mpy` leaves it: the library as .mpy files on the flash."""
+    """The firmware as `iotlink deploy` leaves it: the library as .mpy files on the flash."""
     lib = flash / "lib"
     for f in (lib / "iotlink").glob("*.py"):
         f.unlink()

@@ -33,7 +33,7 @@ TOKEN = "OTA_BENCH_TOKEN"
 BOARD = """
 import gc, json, time
 import machine
-from iotlink import ota, swap
+from iotlink import ota, ota_swap
 from iotlink.thingsboard import ThingsBoard
 ota.resume()
 up = ota.Updater(ThingsBoard(URL, TOKEN, timeout=10), chunk_size=CHUNK)
@@ -51,7 +51,7 @@ def sample(step):
         figures["apply_ms"] = time.ticks_diff(time.ticks_ms(), t0) - figures["download_ms"]
         print("@@" + json.dumps(figures))
 
-swap.hook = sample
+ota_swap.hook = sample
 if up.report_boot():
     up.check(ThingsBoard(URL, TOKEN).request_attributes(shared_keys=up.KEYS)["shared"])
 print("@@" + json.dumps({"idle": True}))
@@ -95,8 +95,7 @@ def run(server_url: str | None = None, size: int = 1 << 20, heapsize: str = "64k
         name = f"ota-bench-{os.getpid()}"
         if rest.find_device(name) is None:
             rest.create_device(name, token=TOKEN)
-        files: dict[str, Path | bytes] = dict(app_files(mpy=True, build_dir=stack.enter_context(
-            tempfile.TemporaryDirectory(prefix="ota-bench-mpy-"))))
+        files: dict[str, Path | bytes] = dict(app_files(mpy=True))
         blob = max(size - len(build(files)), 0)
         while True:  # tar pads to 10 KiB records: grow the data file until the package is `size`
             files["assets/blob.bin"] = os.urandom(blob)

@@ -33,7 +33,7 @@ READY = """return document.querySelectorAll('.chart').length > 0
 
 
 def start_demo(folder: Path) -> tuple[subprocess.Popen, str]:
-    demo = subprocess.Popen([IOTLINK, "demo", "--port", "0", "--interval", "2", "--dir", str(folder)],
+    demo = subprocess.Popen([IOTLINK, "demo", "--http-port", "0", "--interval", "2", "--dir", str(folder)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in demo.stdout:
         found = re.search(r"(http://127\.0\.0\.1:\d+)/", line)

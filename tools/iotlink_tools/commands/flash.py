@@ -1,7 +1,8 @@
 """Flash MicroPython onto a board: the ESP32 family through esptool, the Pico W through its BOOTSEL drive.
 
-  iotlink flash --port /dev/ttyUSB0 ESP32_GENERIC-v1.28.0.bin [--erase]
-  iotlink flash --port /dev/ttyACM0 RPI_PICO_W-v1.28.0.uf2     (a Pico W running MicroPython)
+  iotlink flash -p /dev/ttyUSB0 ESP32_GENERIC-v1.28.0.bin [--erase]
+  iotlink flash ESP32_GENERIC-v1.28.0.bin                      (-p auto: the one board on USB)
+  iotlink flash -p /dev/ttyACM0 RPI_PICO_W-v1.28.0.uf2         (a Pico W running MicroPython)
   iotlink flash RPI_PICO_W-v1.28.0.uf2 [--drive /media/me/RPI-RP2]   (a Pico W in BOOTSEL mode)
 
 The image is checked before anything is written: an ESP image starts with byte 0xE9 (esptool then
@@ -23,9 +24,13 @@ from pathlib import Path
 from typing import Callable
 
 from esptool.cmds import attach_flash, detect_chip, erase_flash, reset_chip, run_stub, write_flash
+from esptool.logger import log as esptool_log
 from esptool.util import FatalError, NotImplementedInROMError
 
+from .. import ui
 from ..errors import ToolError
+from ..options import add_serial_port
+from ..serialports import AUTO, resolve
 
 ESP_IMAGE_MAGIC = 0xE9
 UF2_BLOCK = 512
@@ -93,6 +98,8 @@ def flash_esp(port: str, firmware: Path, erase: bool = False, baud: int = 460800
     """Write an ESP image through esptool; returns {"chip", "offset"}."""
     if image_kind(firmware) != "esp":
         raise FlashError(f"{firmware.name} is a UF2 file: ESP32 boards take an ESP image (.bin)")
+    # esptool shows its own progress: as much as the user asked for.
+    esptool_log.set_verbosity({ui.QUIET: "silent", ui.VERBOSE: "verbose"}.get(ui.level, "auto"))
     try:
         with detect_chip(port) as esp:
             address = esp.BOOTLOADER_FLASH_OFFSET if offset is None else offset
@@ -168,10 +175,12 @@ def copy_uf2(firmware: Path, drive: Path) -> Path:
     size = firmware.stat().st_size
     written = 0
     try:
-        with open(firmware, "rb") as src, open(target, "wb") as dst:
+        with open(firmware, "rb") as src, open(target, "wb") as dst, \
+                ui.byte_progress(f"copying to {drive}", size) as advance:
             while chunk := src.read(64 * 1024):
                 dst.write(chunk)
                 written += len(chunk)
+                advance(len(chunk))
             dst.flush()
             os.fsync(dst.fileno())
     except OSError as exc:
@@ -190,6 +199,7 @@ def flash_uf2(firmware: Path, drive: Path | None = None, port: str | None = None
     if drive is None:
         before = bootsel_drives()
         if port is not None:
+            port = resolve(port)
             log(f"{port}: rebooting into BOOTSEL")
             enter_bootsel(port)
             deadline = time.monotonic() + timeout
@@ -202,7 +212,7 @@ def flash_uf2(firmware: Path, drive: Path | None = None, port: str | None = None
             candidates = before
         if not candidates:
             raise FlashError("no BOOTSEL drive found: hold BOOTSEL while plugging the board in, "
-                             "or give --port of a board running MicroPython, or --drive")
+                             "or give -p PORT of a board running MicroPython, or --drive")
         if len(candidates) > 1:
             raise FlashError("several BOOTSEL drives: choose one with --drive ("
                              + ", ".join(map(str, candidates)) + ")")
@@ -225,23 +235,22 @@ def flash(firmware: Path, port: str | None = None, drive: Path | None = None, er
             raise FlashError("--erase and --offset are for ESP images; a UF2 file says where it goes")
         flash_uf2(firmware, drive, port, timeout, log)
     else:
-        if port is None:
-            raise FlashError("an ESP image needs --port")
-        flash_esp(port, firmware, erase, baud, offset, log)
+        flash_esp(resolve(port or AUTO), firmware, erase, baud, offset, log)
 
 
 # ---- command line ------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("firmware", type=Path, help="MicroPython image: .bin (ESP32 family) or .uf2 (Pico W)")
-    p.add_argument("--port", "-p", help="serial port of the board (ESP32; or a Pico W running MicroPython)")
+    add_serial_port(p, default=None, help="the board's serial port (an ESP32, or a Pico W running MicroPython "
+                                          "to reboot into BOOTSEL; default: auto for an ESP image)")
     p.add_argument("--drive", type=Path, help="the Pico W's BOOTSEL drive (default: found by its INFO_UF2.TXT)")
     p.add_argument("--erase", action="store_true", help="erase the whole flash first (ESP32)")
-    p.add_argument("--baud", "-b", type=int, default=460800, help="flashing speed (ESP32, default 460800)")
+    p.add_argument("--baud", "-b", type=int, default=460800, help="flashing speed (ESP32)")
     p.add_argument("--offset", type=lambda s: int(s, 0), help="write address (default: the chip's bootloader offset)")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a BOOTSEL drive")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a BOOTSEL drive to appear")
 
 
 def run(args: argparse.Namespace) -> int:
-    flash(args.firmware, args.port, args.drive, args.erase, args.baud, args.offset, args.timeout)
-    print("done")
+    flash(args.firmware, args.port, args.drive, args.erase, args.baud, args.offset, args.timeout, ui.info)
+    print(f"{args.firmware.name}: done")
     return 0

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import ui
 from ..firmware import compile_library
 
 DEFAULT_OUT = Path("build") / "mpy"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,6 +21,6 @@ def run(args: argparse.Namespace) -> int:
     for f in files:
         size = f.stat().st_size
         total += size
-        print(f"{size:7d}  {f.relative_to(args.out)}")
+        ui.info(f"{size:7d}  {f.relative_to(args.out)}")
     print(f"{total:7d}  total ({len(files)} files) in {args.out}")
     return 0

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.text import Text
 
+from .. import ui
 from ..errors import ToolError
+from ..options import add_secret
 from ..rest import RestError, ThingsBoardREST
 from ..vboard import Board, prepare_flash
 
@@ -81,16 +85,22 @@ def board_config(server: str, token: str, pins: dict, interval_s: int) -> dict:
 
 
 class ConsolePrinter:
-    """Prints console lines of many boards, each prefixed by its board's name in its own color."""
+    """Prints console lines of many boards, each prefixed by its board's name in its own color
+    (and, with clock, by the time it came)."""
 
-    def __init__(self, names: list[str], console: Console | None = None):
-        self.console = console or Console(highlight=False, soft_wrap=True)
+    def __init__(self, names: list[str], console: Console | None = None, clock: bool = False):
+        self.console = console or ui.console()
         self.width = max(map(len, names), default=0)
         self.styles = {name: COLORS[i % len(COLORS)] for i, name in enumerate(names)}
+        self.clock = clock
 
     def __call__(self, board: Board, line: str) -> None:
-        prefix = Text(f"{board.name:<{self.width}} | ", style=self.styles.get(board.name, ""))
-        self.console.print(prefix + Text(line))
+        self.line(board.name, line)
+
+    def line(self, name: str, text: str) -> None:
+        prefix = Text(f"{time.strftime('%H:%M:%S')} " if self.clock else "")
+        prefix.append(f"{name:<{self.width}} | ", style=self.styles.get(name, ""))
+        self.console.print(prefix + Text(text))
 
 
 def start_boards(boards: list[tuple[str, str]], folder: Path, server: str, pins: dict, interval_s: int,
@@ -112,39 +122,46 @@ def stop_boards(boards: list[Board]) -> None:
         board.stop()
 
 
+def heapsize(text: str) -> str:
+    """A MicroPython heap size as the unix port's -X heapsize takes it: 2M, 512K, 131072."""
+    if not re.fullmatch(r"[1-9]\d*[KkMm]?", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a heap size (a number of bytes, or with K or M: 512K, 2M)")
+    return text
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument("--server", default="http://127.0.0.1:8080", help="server URL (default: %(default)s)")
-    tokens = p.add_mutually_exclusive_group(required=True)
-    tokens.add_argument("--token", help="access token of the one board")
+    p.add_argument("--server", default="http://127.0.0.1:8080", help="server URL")
+    tokens = p.add_argument_group("which boards (one of)").add_mutually_exclusive_group()
+    add_secret(p, "--token", "IOTLINK_TOKEN", "access token of the one board", metavar="TOKEN", either=tokens)
     tokens.add_argument("--tokens", type=Path, metavar="FILE", help="fleet file: one `TOKEN` or `NAME,TOKEN` a line")
     tokens.add_argument("--create", action="store_true",
                         help="create devices NAME-1..NAME-COUNT through the server's REST API (or reuse them)")
     p.add_argument("--count", type=int, help="boards to run (default: one per token; 1 with --create)")
-    p.add_argument("--name", default="sim", help="board name prefix (default: %(default)s)")
+    p.add_argument("--name", default="sim", help="board name prefix")
     p.add_argument("--user", default=os.environ.get("IOTLINK_USER", "tenant@thingsboard.org"),
-                   help="--create: tenant user (default: $IOTLINK_USER, else the devserver's)")
-    p.add_argument("--password", help="--create: password (default: $IOTLINK_PASSWORD, else the devserver's)")
-    p.add_argument("--pins", type=parse_pins, default=parse_pins(DEFAULT_PINS),
-                   help=f"allowed pins NAME=ID,... (default: {DEFAULT_PINS})")
-    p.add_argument("--interval", type=int, default=5, help="seconds between telemetry sends (default: 5)")
-    p.add_argument("--dir", type=Path, default=Path("sim"), help="where the boards' flash folders go (default: sim)")
-    p.add_argument("--heapsize", help="MicroPython heap per board, e.g. 128K (default: the port's 2 MB)")
-    p.add_argument("--wifi", help="script for the fake Wi-Fi (IOTLINK_WIFI; default: it connects)")
+                   help="--create: tenant user ($IOTLINK_USER)")
+    add_secret(p, "--password", "IOTLINK_PASSWORD", "--create: the tenant's password (default: the devserver's)",
+               metavar="PASSWORD", fallback="tenant")
+    p.add_argument("--pins", type=parse_pins, default=DEFAULT_PINS, help="allowed pins NAME=ID,...")
+    p.add_argument("--interval", type=int, default=5, help="seconds between telemetry sends")
+    p.add_argument("--dir", type=Path, default=Path("sim"), help="where the boards' flash folders go")
+    p.add_argument("--heapsize", type=heapsize, help="MicroPython heap per board, e.g. 128K (default: the port's 2M)")
+    p.add_argument("--wifi", help="script for the fake Wi-Fi (as $IOTLINK_WIFI; default: it connects)")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.create:
         names = [f"{args.name}-{i}" for i in range(1, (args.count or 1) + 1)]
-        password = args.password or os.environ.get("IOTLINK_PASSWORD", "tenant")
         try:
-            boards = create_devices(args.server, args.user, password, names)
+            boards = create_devices(args.server, args.user, args.password, names)
         except RestError as exc:
             raise ToolError(f"--create: {exc}") from exc
+    elif args.tokens:
+        boards = read_tokens(args.tokens, args.name)
     elif args.token:
         boards = [(f"{args.name}-1", args.token)]
     else:
-        boards = read_tokens(args.tokens, args.name)
+        raise ToolError("which boards? give --token (or $IOTLINK_TOKEN), --tokens FILE or --create")
     count = len(boards) if args.count is None else args.count
     if not 1 <= count <= len(boards):
         raise ToolError(f"--count {count}: there are tokens for {len(boards)} board(s)")
@@ -152,8 +169,7 @@ def run(args: argparse.Namespace) -> int:
     printer = ConsolePrinter([name for name, _ in boards])
     running = start_boards(boards, args.dir, args.server, args.pins, args.interval, printer,
                            args.heapsize, args.wifi)
-    printer.console.print(f"{len(running)} board(s) running against {args.server}, flash in {args.dir}/ "
-                          "(Ctrl-C stops)")
+    ui.info(f"{len(running)} board(s) running against {args.server}, flash in {args.dir}/ (Ctrl-C stops)")
     try:
         for board in running:
             while board.running:

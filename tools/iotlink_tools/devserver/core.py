@@ -13,9 +13,9 @@ import string
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable, Iterable
 
-from .web import Exchange, Router, Server
+from .web import READ_TIMEOUT_S, Exchange, Router, Server, exchange_log
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -79,8 +79,11 @@ class DevServer:
     """A local server speaking ThingsBoard's device and REST APIs and thethings.iO's API."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, db: str = ":memory:",
-                 async_timeout_ms: int = 30000, tls: tuple[str, str] | None = None):
-        """tls: (certfile, keyfile) to serve HTTPS instead of HTTP."""
+                 async_timeout_ms: int = 30000, tls: tuple[str, str] | None = None,
+                 allowed_hosts: Iterable[str] = (), read_timeout_s: float = READ_TIMEOUT_S):
+        """tls: (certfile, keyfile) to serve HTTPS instead of HTTP. allowed_hosts: host names a
+        browser may reach the page and REST API by, besides IP addresses and localhost.
+        read_timeout_s: how long a client may stay silent mid-request or idle between requests."""
         self.async_timeout_ms = async_timeout_ms  # ThingsBoard cuts every request here (503)
         self._db = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
@@ -92,7 +95,9 @@ class DevServer:
             self.add_device_profile(row["type"])  # a database from before device profiles
         self._attr_waiters: dict[str, list[_Waiter]] = {}
         self._rpc_counter: dict[str, int] = {}  # restarts at 0 with the server, as ThingsBoard's
-        self.exchanges: list[Exchange] = []
+        self.exchanges = exchange_log()  # what tests assert on: the newest, within a memory budget
+        # Called in the request's thread with each exchange once answered (before the reply goes).
+        self.listeners: list[Callable[[Exchange], None]] = []
         # Client-side RPC: method -> fn(device, params) -> reply (the tenant's rule chain).
         self.client_rpc_handlers: dict[str, Any] = {}
         self.stopping = False
@@ -102,11 +107,10 @@ class DevServer:
         tb_device.register(self)
         for name in ("tb_rest", "tb_devices", "tb_telemetry", "tb_rpc", "tb_ota", "thethings", "ota", "page"):
             self._register_optional(name)
-        self._server = Server((host, port), self.router, self._record)
-        self.scheme = "http"
+        self._server = Server((host, port), self.router, self._record, allowed_hosts, read_timeout_s,
+                              self._answered)
         if tls:
             self._server.use_tls(*tls)
-            self.scheme = "https"
         self._thread: threading.Thread | None = None
 
     def _register_optional(self, name: str) -> None:
@@ -124,6 +128,10 @@ class DevServer:
     @property
     def port(self) -> int:
         return self._server.server_address[1]
+
+    @property
+    def scheme(self) -> str:
+        return self._server.scheme
 
     @property
     def url(self) -> str:
@@ -158,6 +166,10 @@ class DevServer:
     def _record(self, exchange: Exchange) -> None:
         with self.cond:
             self.exchanges.append(exchange)
+
+    def _answered(self, exchange: Exchange) -> None:
+        for listener in self.listeners:
+            listener(exchange)
 
     def requests_to(self, path_part: str, method: str | None = None) -> list[Exchange]:
         """The exchanges whose path contains path_part (and method, if given), in order."""

@@ -48,10 +48,10 @@ def register(srv: "DevServer") -> None:
     match = srv.router.match
 
     def match_with_faults(method: str, path: str):
-        handler, params, known = match(method, path)
+        route, params, known = match(method, path)
         for suffix, kind in _PATHS.items():
-            if handler is not None and method == "GET" and path.endswith(suffix):
-                return _with_faults(srv, kind, handler), params, known
-        return handler, params, known
+            if route is not None and method == "GET" and path.endswith(suffix):
+                return route.with_handler(_with_faults(srv, kind, route.handler)), params, known
+        return route, params, known
 
     srv.router.match = match_with_faults

@@ -47,6 +47,7 @@ def register(srv: "DevServer") -> None:
         path = VENDOR.get(req.params["name"])
         return _file(path, req.path) if path else not_found(req.path)
 
-    srv.router.add("GET", "/", index)
-    srv.router.add("GET", "/static/{name}", static)
-    srv.router.add("GET", "/static/vendor/{name}", vendor)
+    # Only names on the fixed lists are served: no part of a request's path reaches the disk.
+    srv.router.add("GET", "/", index, for_browsers=True)
+    srv.router.add("GET", "/static/{name}", static, for_browsers=True)
+    srv.router.add("GET", "/static/vendor/{name}", vendor, for_browsers=True)

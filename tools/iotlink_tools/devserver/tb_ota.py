@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from .checksums import ALGORITHMS, checksum
 from .tb_rest import bad_request, is_uuid, not_found, ref, ref_id
-from .web import Request, Response, empty, json_response
+from .web import FORM_BODY, MAX_UPLOAD, Request, Response, empty, json_response
 
 if TYPE_CHECKING:
     from .core import DevServer
@@ -161,5 +161,5 @@ def register(srv: "DevServer") -> None:
     api.add("GET", "/api/otaPackage/info/{id}", one(info_json))
     api.add("GET", "/api/otaPackage/{id}/download", download)
     api.add("GET", "/api/otaPackage/{id}", one(package_json))
-    api.add("POST", "/api/otaPackage/{id}", save_data)
+    api.add("POST", "/api/otaPackage/{id}", save_data, body_types=FORM_BODY, max_body=MAX_UPLOAD)
     api.add("DELETE", "/api/otaPackage/{id}", delete)

@@ -23,7 +23,12 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable
 
 from .core import now_ms
-from .web import Request, Response, empty, json_response
+from .web import JSON_BODY, Request, Response, empty, json_response
+
+# The routes whose body ThingsBoard reads as a String (telemetry, attributes, RPC) also take
+# text/plain, as its Python client sends them: like every REST route but login, they need the
+# X-Authorization header, which no foreign page can send without a preflight.
+STRING_BODY = (*JSON_BODY, "text/plain")
 
 if TYPE_CHECKING:
     from .core import DevServer
@@ -157,8 +162,16 @@ class RestApi:
         self.srv = srv
         self.api_keys: dict[str, dict] = {}  # value -> ApiKey as ThingsBoard returns it
 
-    def add(self, method: str, pattern: str, handler: Callable[[Request], Response]) -> None:
-        """A route only a valid access token or API key gets through, in either header."""
+    def add(self, method: str, pattern: str, handler: Callable[[Request], Response], public: bool = False,
+            **options) -> None:
+        """A route only a valid access token or API key gets through, in either header (any
+        request for a public one). A browser may call it from the server's own page only, and
+        a body must be JSON (options: web.Route's, e.g. another body_types or max_body)."""
+        options = {"for_browsers": True, "body_types": JSON_BODY, **options}
+        if public:
+            self.srv.router.add(method, pattern, handler, **options)
+            return
+
         def guarded(req: Request) -> Response:
             header = req.headers.get("x-authorization") or req.headers.get("authorization") or ""
             scheme, _, credential = header.partition(" ")
@@ -171,7 +184,7 @@ class RestApi:
             else:
                 refused = error(401, "Authentication failed", AUTHENTICATION)
             return refused or handler(req)
-        self.srv.router.add(method, pattern, guarded)
+        self.srv.router.add(method, pattern, guarded, **options)
 
     def api_key_valid(self, value: str) -> bool:
         key = self.api_keys.get(value)
@@ -307,9 +320,8 @@ def register(srv: "DevServer") -> None:
         del api.api_keys[key["value"]]
         return empty(200)
 
-    r = srv.router
-    r.add("POST", "/api/auth/login", login)
-    r.add("POST", "/api/auth/token", refresh)
+    api.add("POST", "/api/auth/login", login, public=True)
+    api.add("POST", "/api/auth/token", refresh, public=True)
     api.add("POST", "/api/auth/logout", lambda req: empty(200))
     api.add("GET", "/api/auth/user", lambda req: json_response(user_json()))
     api.add("POST", "/api/apiKey", save_api_key)

@@ -20,7 +20,7 @@ import json
 from typing import TYPE_CHECKING
 
 from .core import now_ms
-from .tb_rest import GENERAL, bad_request, error, is_uuid, not_found, ref
+from .tb_rest import GENERAL, STRING_BODY, bad_request, error, is_uuid, not_found, ref
 from .web import Response, Request, empty, json_response
 
 if TYPE_CHECKING:
@@ -143,8 +143,8 @@ def register(srv: "DevServer") -> None:
                         lambda r: r["method"])
 
     for kind, oneway in (("oneway", True), ("twoway", False)):
-        api.add("POST", f"/api/rpc/{kind}/{{id}}", rpc(oneway, 504, 504))
-        api.add("POST", f"/api/plugins/rpc/{kind}/{{id}}", rpc(oneway, 408, 409))
+        api.add("POST", f"/api/rpc/{kind}/{{id}}", rpc(oneway, 504, 504), body_types=STRING_BODY)
+        api.add("POST", f"/api/plugins/rpc/{kind}/{{id}}", rpc(oneway, 408, 409), body_types=STRING_BODY)
     api.add("GET", "/api/rpc/persistent/device/{id}", device_persisted)
     api.add("GET", "/api/rpc/persistent/{rpcId}", get_persisted)
     api.add("DELETE", "/api/rpc/persistent/{rpcId}", delete_persisted)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import lenient
 from .tb_device import parse_telemetry, typed
-from .tb_rest import GENERAL, bad_request, error, java_string, now_ms
+from .tb_rest import GENERAL, STRING_BODY, bad_request, error, java_string, now_ms
 from .web import Request, Response, empty, json_response, text_response
 
 if TYPE_CHECKING:
@@ -209,13 +209,13 @@ def register(srv: "DevServer") -> None:
 
     scope = "{scope:[A-Z_]+_SCOPE}"
     for base in ("/api/plugins/telemetry/DEVICE/{id}", "/api/plugins/telemetry/{id}"):
-        api.add("POST", f"{base}/{scope}", save_attributes)
+        api.add("POST", f"{base}/{scope}", save_attributes, body_types=STRING_BODY)
         api.add("DELETE", f"{base}/{scope}", delete_attributes)
     entity = "/api/plugins/telemetry/DEVICE/{id}"
     api.add("GET", entity + "/values/timeseries", timeseries)
     api.add("GET", entity + "/values/timeseries/history", timeseries_history)
-    api.add("POST", entity + "/timeseries/{scope}", save_timeseries)
-    api.add("POST", entity + "/attributes/{scope}", save_attributes)
+    api.add("POST", entity + "/timeseries/{scope}", save_timeseries, body_types=STRING_BODY)
+    api.add("POST", entity + "/attributes/{scope}", save_attributes, body_types=STRING_BODY)
     api.add("GET", entity + "/values/attributes", read_attributes)
     api.add("GET", entity + "/values/attributes/{scope}", read_attributes)
 

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
 from .core import now_ms
-from .web import Request, Response, json_response
+from .web import BoundedLog, Request, Response, json_response
 
 if TYPE_CHECKING:
     from .core import DevServer
@@ -52,6 +52,7 @@ SCHEMA = (
 MAX_LIMIT = 1000  # documented
 DEFAULT_KEEP_ALIVE_MS = 60000
 MIN_KEEP_ALIVE_MS = 50
+STREAM_LOG = (10_000, 8 * 1024 * 1024)  # the newest documents kept per thing: count, bytes
 SUBSCRIBED = b'{"status":"success","message":"subscribed"}'
 _KEY = re.compile(r"[A-Za-z0-9._-]+")
 _MAGIC = re.compile(r"\$geo|\$settings(\.[A-Za-z0-9_-]+)*")
@@ -152,7 +153,7 @@ class TheThingsServer:
         self.srv = srv
         self.page_size = page_size  # a read answers at most this many values (tests lower it)
         self._subscriptions: list[_Subscription] = []
-        self._streamed: dict[str, list[bytes]] = {}
+        self._streamed: dict[str, BoundedLog] = {}
         self._before: list[tuple[str, Callable[[], None]]] = []  # (path part, action), once each
         for statement in SCHEMA:
             srv.sql(statement)
@@ -323,7 +324,8 @@ class TheThingsServer:
             self.srv.changed()
 
     def streamed(self, token: str) -> list[bytes]:
-        """Every document sent on the thing's streams, in order (heartbeats included)."""
+        """The documents sent on the thing's streams, in order (heartbeats included; the
+        newest STREAM_LOG of them)."""
         with self.srv.cond:
             return list(self._streamed.get(token, []))
 
@@ -333,7 +335,7 @@ class TheThingsServer:
         with self.srv.cond:
             self._subscriptions.append(sub)
             self.srv.changed()
-        sent = self._streamed.setdefault(token, [])
+        sent = self._streamed.setdefault(token, BoundedLog(*STREAM_LOG))
         try:
             sent.append(SUBSCRIBED)
             yield SUBSCRIBED

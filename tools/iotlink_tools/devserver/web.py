@@ -3,10 +3,21 @@
 Every plain response carries Content-Length and closes the connection, as ThingsBoard's
 Tomcat does for the HTTP/1.0 requests the boards' `requests` sends. Streaming responses
 (thethings.iO subscribe) are chunked and stay open until the client or the server leaves.
+
+What a request may be: a body of at most its route's `max_body` bytes, by Content-Length or
+chunked (anything else is refused and the connection closed, so a body is never read as the
+next request), every read under a timeout. What a page of another site may make a browser send
+is refused on every route: a request whose Origin is not the server's own, or that the browser
+marks as sent from another site (Sec-Fetch-Site), unless it is a visit to a page. A request from
+a browser (Origin or Sec-Fetch-Site) needs a local Host (an IP address, localhost or an allowed
+name: no DNS rebinding), and so does any request to a route `for_browsers` (the page, the REST
+API); devices, which send neither header, may know the server by any name. A route's
+`body_types` make a browser preflight a write, which the server never allows.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import socket
@@ -14,12 +25,20 @@ import ssl
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs, unquote, urlsplit
 
-MAX_REQUEST_BODY = 50 * 1024 * 1024
+MAX_BODY = 1024 * 1024  # any request's body, unless its route allows more
+MAX_UPLOAD = 50 * 1024 * 1024  # an OTA package upload: ThingsBoard's multipart limit
+READ_TIMEOUT_S = 60.0  # a client silent this long mid-request, or idle between requests, is dropped
+KEPT_BODY = 64 * 1024  # the part of a body the exchange log keeps
+SWALLOW = 2 * 1024 * 1024  # what is read and dropped of a refused request's body (Tomcat's maxSwallowSize)
+MAX_LINE = 1024  # a chunk-size or trailer line
+MAX_TRAILERS = 32
+JSON_BODY = ("application/json",)  # also matches application/*+json
+FORM_BODY = ("multipart/form-data",)
 
 
 @dataclass
@@ -107,7 +126,8 @@ def empty(status: int = 200) -> Response:
 
 @dataclass
 class Exchange:
-    """What crossed the wire, kept so tests can assert on the exact bytes a board sent."""
+    """What crossed the wire, kept so tests can assert on the exact bytes a board sent
+    (a body's first KEPT_BODY bytes; `length` is its whole size)."""
 
     method: str
     path: str
@@ -117,32 +137,86 @@ class Exchange:
     status: int = 0
     at: float = 0.0
     peer: tuple = ()  # the client's (address, port): one per TCP connection
+    length: int = 0
 
     def json(self):
         return json.loads(self.body)
+
+    @property
+    def footprint(self) -> int:
+        """Roughly the bytes it holds: what came from the client, and the objects around it."""
+        sent = sum(len(k) + len(v) for k, v in self.headers.items())
+        sent += sum(len(k) + sum(map(len, v)) for k, v in self.query.items())
+        return 1024 + len(self.path) + sent + len(self.body)
+
+
+class BoundedLog(list):
+    """A log that keeps its newest entries, oldest first: at most max_count of them, holding
+    at most max_bytes (as `size` counts an entry)."""
+
+    def __init__(self, max_count: int, max_bytes: int, size: Callable[[Any], int] = len):
+        super().__init__()
+        self.max_count, self.max_bytes, self._size = max_count, max_bytes, size
+        self._bytes = 0
+
+    def append(self, entry) -> None:
+        super().append(entry)
+        self._bytes += self._size(entry)
+        drop = 0
+        while drop < len(self) and (len(self) - drop > self.max_count or self._bytes > self.max_bytes):
+            self._bytes -= self._size(self[drop])
+            drop += 1
+        del self[:drop]
+
+    def extend(self, entries) -> None:
+        for entry in entries:
+            self.append(entry)
+
+    def clear(self) -> None:
+        super().clear()
+        self._bytes = 0
+
+
+def exchange_log() -> BoundedLog:
+    """The exchanges a server keeps for tests: plenty for any test or soak run, within 64 MiB."""
+    return BoundedLog(100_000, 64 * 1024 * 1024, size=lambda exchange: exchange.footprint)
 
 
 Handler = Callable[[Request], Response]
 
 
+@dataclass(frozen=True)
+class Route:
+    method: str
+    regex: re.Pattern
+    handler: Handler
+    max_body: int = MAX_BODY
+    for_browsers: bool = False  # the page and the REST API: a local Host always, never in a frame
+    body_types: tuple[str, ...] = ()  # the media types a body may have (empty: any)
+
+    def with_handler(self, handler: Handler) -> "Route":
+        return replace(self, handler=handler)
+
+
 class Router:
     def __init__(self):
-        self._routes: list[tuple[str, re.Pattern, Handler]] = []
+        self._routes: list[Route] = []
         self.patterns: list[tuple[str, str]] = []  # (method, pattern) of every route, as added
 
-    def add(self, method: str, pattern: str, handler: Handler) -> None:
-        """pattern: a path with {name} segments (one path segment each) or {name:re}."""
+    def add(self, method: str, pattern: str, handler: Handler, **options) -> None:
+        """pattern: a path with {name} segments (one path segment each) or {name:re};
+        options: Route's max_body, for_browsers, body_types."""
         regex = re.sub(r"\{(\w+)(?::([^}]+))?\}", lambda m: f"(?P<{m[1]}>{m[2] or '[^/]+'})", pattern)
-        self._routes.append((method, re.compile(regex + "$"), handler))
+        self._routes.append(Route(method, re.compile(regex + "$"), handler, **options))
         self.patterns.append((method, pattern))
 
-    def match(self, method: str, path: str) -> tuple[Handler | None, dict[str, str], bool]:
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
         path_known = False
-        for m, regex, handler in self._routes:
-            found = regex.match(path)
+        for route in self._routes:
+            found = route.regex.match(path)
             if found:
-                if m == method:
-                    return handler, {k: unquote(v) for k, v in found.groupdict().items()}, True
+                if route.method == method:
+                    return route, {k: unquote(v) for k, v in found.groupdict().items()}, True
                 path_known = True
         return None, {}, path_known
 
@@ -153,11 +227,48 @@ def not_found(path: str) -> Response:
     )
 
 
+def refusal(status: int, message: str) -> Response:
+    return json_response({"status": status, "message": message, "timestamp": int(time.time() * 1000)}, status)
+
+
+def local_host(host: str, allowed: frozenset[str]) -> bool:
+    """Whether a Host header names this server in a way no other site can: an IP address,
+    `localhost`, or a name in `allowed` (lower case). Any other name may be DNS rebinding."""
+    found = re.fullmatch(r"\[([^\]]+)\](?::\d*)?|([^:\[\]]+)(?::\d*)?", host)
+    if not found:
+        return False
+    name = (found[1] or found[2]).lower()
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return name in allowed or name == "localhost"
+    return True
+
+
+def _media_type(ctype: str) -> str:
+    return ctype.partition(";")[0].strip().lower()
+
+
+def _body_type_ok(ctype: str, allowed: tuple[str, ...]) -> bool:
+    media = _media_type(ctype)
+    return media in allowed or ("application/json" in allowed and media.startswith("application/")
+                                and media.endswith("+json"))
+
+
+class _Refused(Exception):
+    """A request answered before its body is read; its connection then closes."""
+
+    def __init__(self, response: Response):
+        self.response = response
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: "Server"
 
     def setup(self):
+        self.timeout = self.server.read_timeout_s  # applied to the socket by super().setup()
+        self._expects_continue = False
         super().setup()
         self.server.track(self.connection)
         # Headers and body go out in separate writes: without this, Nagle holds the body back
@@ -177,33 +288,140 @@ class _Handler(BaseHTTPRequestHandler):
             timestamp = time.time() + self.server.clock_skew_s
         return super().date_time_string(timestamp)
 
+    def handle_expect_100(self):
+        # "100 Continue" only once the request passed its checks (_serve); else the refusal.
+        self._expects_continue = True
+        return True
+
     def _serve(self):
         url = urlsplit(self.path)
         headers = {k.lower(): v for k, v in self.headers.items()}
-        length = int(headers.get("content-length") or 0)
-        if length > MAX_REQUEST_BODY:
-            self._send(text_response('"Payload too large"', 413, "application/json"))
-            return
-        body = self.rfile.read(length) if length else b""
+        route, params, path_known = self.server.router.match(self.command, url.path)
+        try:
+            body, resp = self._body(route, headers), None
+        except _Refused as refused:
+            body, resp = b"", refused.response
+            self.close_connection = True  # whatever body it had is still unread
         req = Request(self.command, url.path, parse_qs(url.query, keep_blank_values=True), headers, body)
-        exchange = Exchange(req.method, req.path, req.query, headers, body, at=req.received,
-                            peer=tuple(self.client_address))
+        exchange = Exchange(req.method, req.path, req.query, headers, body[:KEPT_BODY], at=req.received,
+                            peer=tuple(self.client_address), length=len(body))
         self.server.record(exchange)
-        handler, params, path_known = self.server.router.match(req.method, req.path)
-        if handler is None:
-            resp = (
-                json_response({"status": 405, "error": "Method Not Allowed", "path": req.path}, 405)
-                if path_known
-                else not_found(req.path)
-            )
-        else:
-            req.params = params
-            try:
-                resp = handler(req)
-            except Exception as exc:  # a handler bug must show up, not hang the client
-                resp = text_response(f"internal error: {exc!r}", 500)
+        unread = resp is not None
+        if resp is None:
+            resp = self._dispatch(req, route, params, path_known)
+        if route is not None and route.for_browsers:  # no other site may show the page in a frame
+            resp = replace(resp, headers={**resp.headers, "X-Frame-Options": "DENY"})
         exchange.status = resp.status
+        self.server.answered(exchange)
         self._send(resp)
+        if unread:
+            self._swallow()
+
+    def _swallow(self) -> None:
+        """After a refusal, take what the client still sends (at most SWALLOW bytes) before the
+        connection closes, as Tomcat does: closing on unread bytes resets the connection, and
+        a client still sending its body would lose the answer."""
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            left = SWALLOW
+            while left > 0 and (data := self.rfile.read1(min(left, 65536))):
+                left -= len(data)
+        except OSError:
+            pass  # the client left, or went silent: nothing more to wait for
+
+    def _dispatch(self, req: Request, route: Route | None, params: dict[str, str], path_known: bool) -> Response:
+        if route is None:
+            if path_known:
+                return json_response({"status": 405, "error": "Method Not Allowed", "path": req.path}, 405)
+            return not_found(req.path)
+        req.params = params
+        try:
+            return route.handler(req)
+        except Exception as exc:  # a handler bug must show up, not hang the client
+            return text_response(f"internal error: {exc!r}", 500)
+
+    def _body(self, route: Route | None, headers: dict[str, str]) -> bytes:
+        """The request's body, once the request passed every check; raises _Refused."""
+        length = self._framing()
+        self._check_browser(route, headers)
+        if route is not None:
+            if route.body_types and length != 0 and not _body_type_ok(headers.get("content-type", ""),
+                                                                       route.body_types):
+                ctype = _media_type(headers.get("content-type", "")) or "none"
+                raise _Refused(refusal(415, f"Content-Type '{ctype}' is not supported here"))
+        limit = route.max_body if route is not None else MAX_BODY
+        if length is not None and length > limit:
+            raise _Refused(text_response('"Payload too large"', 413, "application/json"))
+        if self._expects_continue:
+            self._expects_continue = False
+            self.send_response_only(100)
+            self.end_headers()
+        if length is None:
+            return self._read_chunked(limit)
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            raise ConnectionAbortedError("the client left in the middle of its body")
+        return body
+
+    def _framing(self) -> int | None:
+        """The body's Content-Length, or None for a chunked body; _Refused for anything else."""
+        encodings = self.headers.get_all("Transfer-Encoding") or []
+        lengths = {value.strip() for value in self.headers.get_all("Content-Length") or []}
+        if encodings:
+            if lengths:
+                raise _Refused(text_response("Content-Length with Transfer-Encoding", 400))
+            if ",".join(encodings).strip().lower() != "chunked":
+                raise _Refused(text_response("Transfer-Encoding other than chunked", 501))
+            return None
+        if not lengths:
+            return 0
+        if len(lengths) > 1 or not re.fullmatch(r"[0-9]{1,18}", next(iter(lengths))):
+            raise _Refused(text_response("Invalid Content-Length", 400))
+        return int(next(iter(lengths)))
+
+    def _check_browser(self, route: Route | None, headers: dict[str, str]) -> None:
+        """Refuse what a page of another site may make a browser send (see the module's doc)."""
+        host, origin, site = headers.get("host"), headers.get("origin"), headers.get("sec-fetch-site")
+        for_browsers = origin is not None or site is not None or (route is not None and route.for_browsers)
+        if for_browsers and host is not None and not local_host(host, self.server.allowed_hosts):
+            raise _Refused(refusal(403, f"Host {host!r} is not allowed (iotlink devserver --allow-host NAME)"))
+        if origin is not None and origin.lower() != f"{self.server.scheme}://{host}".lower():
+            raise _Refused(refusal(403, f"Cross-origin request from {origin!r} refused"))
+        visit = self.command == "GET" and headers.get("sec-fetch-mode") == "navigate" \
+            and headers.get("sec-fetch-dest") == "document"
+        if site not in (None, "same-origin", "none") and not visit:
+            raise _Refused(refusal(403, f"Request from a page of another site ({site}) refused"))
+
+    def _read_chunked(self, limit: int) -> bytes:
+        body = bytearray()
+        while True:
+            field = self._line().partition(b";")[0].strip()
+            if not re.fullmatch(rb"[0-9A-Fa-f]{1,8}", field):
+                raise _Refused(text_response("Invalid chunk size", 400))
+            size = int(field, 16)
+            if size == 0:
+                break
+            if len(body) + size > limit:
+                raise _Refused(text_response('"Payload too large"', 413, "application/json"))
+            chunk = self.rfile.read(size)
+            if len(chunk) < size:
+                raise ConnectionAbortedError("the client left in the middle of its body")
+            body += chunk
+            if self._line().strip():
+                raise _Refused(text_response("Chunk longer than its size", 400))
+        for _ in range(MAX_TRAILERS):
+            if not self._line().strip():
+                return bytes(body)
+        raise _Refused(text_response("Too many trailer fields", 400))
+
+    def _line(self) -> bytes:
+        line = self.rfile.readline(MAX_LINE + 1)
+        if not line.endswith(b"\n"):
+            if len(line) > MAX_LINE:
+                raise _Refused(text_response("Line too long in a chunked body", 400))
+            raise ConnectionAbortedError("the client left in the middle of its body")
+        return line
 
     def _send(self, resp: Response):
         self.send_response(resp.status)
@@ -240,10 +458,17 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128  # boards open a connection per request: a short backlog drops SYNs
     clock_skew_s = 0.0  # added to the time in the Date header
+    scheme = "http"
 
-    def __init__(self, address, router: Router, record: Callable[[Exchange], None]):
+    def __init__(self, address, router: Router, record: Callable[[Exchange], None],
+                 allowed_hosts: Iterable[str] = (), read_timeout_s: float = READ_TIMEOUT_S,
+                 answered: Callable[[Exchange], None] = lambda exchange: None):
+        """allowed_hosts: host names (besides IP addresses and localhost) a browser may use."""
         self.router = router
-        self.record = record
+        self.record = record  # each request as it arrives
+        self.answered = answered  # each request once its answer is known, before it is sent
+        self.allowed_hosts = frozenset(name.lower() for name in allowed_hosts)
+        self.read_timeout_s = read_timeout_s
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
         super().__init__(address, _Handler)
@@ -277,6 +502,7 @@ class Server(ThreadingHTTPServer):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(certfile, keyfile)
         self.socket = ctx.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+        self.scheme = "https"
 
     def start(self) -> threading.Thread:
         # Polling every 50 ms: stop() returns at once rather than after the default 0.5 s.

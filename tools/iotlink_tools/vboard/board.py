@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import firmware
+from ..secret import write_private
 
 FAKES = Path(__file__).resolve().parent / "fakes"
 REBOOT_STATUS = 75
@@ -78,7 +79,7 @@ def prepare_flash(folder: str | os.PathLike, config: dict | None) -> Path:
         (flash / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, flash / name)
     if config is not None:
-        (flash / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        write_private(flash / "config.json", json.dumps(config, indent=2) + "\n")  # it holds the token
     return flash
 
 

@@ -5,7 +5,7 @@ import socket
 
 from micropython import const
 
-from iotlink import http
+from iotlink import http, unload
 from iotlink.errors import ProtocolError, TLSError
 
 # readline(n) reserves n bytes in one piece before it reads: in a small, fragmented heap a
@@ -39,9 +39,12 @@ def split_url(url):
 
 def tls_context(cadata):
     # For https only, once per connection: the certificate code is in RAM for that moment.
-    from iotlink import call_and_forget
+    from iotlink import http_tls_once
 
-    return call_and_forget("tls", "context", cadata)
+    try:
+        return http_tls_once.context(cadata)
+    finally:
+        unload("http_tls_once")
 
 
 class Response:

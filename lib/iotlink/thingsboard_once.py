@@ -1,12 +1,14 @@
 # The ThingsBoard device API calls the device loop never makes: self-provisioning, claiming,
-# client-side RPC. ThingsBoard's methods of the same names load this module for one call.
+# client-side RPC. ThingsBoard's methods of the same names load this module for one call and
+# pass what it needs (the client itself, or the provisioning URL).
 from iotlink import http
 from iotlink.errors import ProtocolError, ProvisionError
-from iotlink.http import check, transport
+from iotlink.http import check
+from iotlink.http_transport import transport
 
 
 def call_rpc(tb, method, params, timeout):
-    data = tb._call("POST", "rpc", {"method": method, "params": {} if params is None else params}, timeout)
+    data = tb.call("POST", "rpc", {"method": method, "params": {} if params is None else params}, timeout)
     return http.loads(data) if data else None
 
 
@@ -16,19 +18,17 @@ def claim(tb, secret_key, duration_ms):
         body["secretKey"] = secret_key
     if duration_ms is not None:
         body["durationMs"] = int(duration_ms)
-    tb._call("POST", "claim", body)
+    tb.call("POST", "claim", body)
 
 
-def provision(server, device_name, key, secret, timeout, cadata, token):
+def provision(url, device_name, key, secret, timeout, cadata, token):
     body = {"provisionDeviceKey": key, "provisionDeviceSecret": secret}
     if device_name:
         body["deviceName"] = device_name
     if token:
         body["credentialsType"] = "ACCESS_TOKEN"
         body["token"] = token
-    status, data, _ = transport(server, timeout, False, cadata).request(
-        "POST", server.rstrip("/") + "/api/v1/provision", http.dumps(body), timeout
-    )
+    status, data, _ = transport(url, timeout, False, cadata).request("POST", url, http.dumps(body), timeout)
     check(status, data)
     reply = http.loads(data)
     if not isinstance(reply, dict):

@@ -1,5 +1,5 @@
 # thethings.iO for the device loop: the calls App makes on its client (ThingsBoard's shape),
-# mapped onto TheThings (reference/thethingsio-api.md).
+# mapped onto TheThings.
 #
 #   telemetry          -> values, each with the record's client time as `datetime`
 #   send_attributes    -> one `$settings.<key>` write per attribute

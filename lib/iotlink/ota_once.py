@@ -1,34 +1,22 @@
 # One update, once ota.Updater has decided to take an announced package: download it chunk by
 # chunk into one buffer, hash it as it comes, stream it to flash (a tar bundle into the staging
 # folder, an ESP32 app image to the next OTA partition), and only once the checksum verifies,
-# swap the staged app in (swap.py) or make the image the boot partition, then reset.
-# Imported only when an update starts: the device loop does not keep this code in RAM.
+# swap the staged app in (ota_swap.py) or make the image the boot partition, then reset.
+# ota.Updater.check loads this module for one update and unloads it after a failed one: the
+# device loop does not keep this code in RAM.
 import gc
 import os
 
-from iotlink import http, swap
-from iotlink.errors import IotlinkError
-from iotlink.ota import UpdateFailed
+from iotlink import http, ota_swap
+from iotlink.errors import IotlinkError, UpdateFailed
 
 CHUNK_TRIES = 3  # per chunk: timeouts, dropped connections, 5xx
-RESERVED = (swap.DIR, "config.json")  # what a bundle may never replace
+RESERVED = (ota_swap.DIR, "config.json")  # what a bundle may never replace
 ESP32_IMAGE_MAGIC = 0xE9  # first byte of an ESP32 app image; a tar starts with a file name
 
 
-def open_package(tb, kind, title, version, chunk, size):
-    # ThingsBoard.open_package: one chunk of the package assigned to tb's device, streamed;
-    # the caller closes it.
-    url = "%s%s?title=%s&version=%s&size=%d&chunk=%d" % (
-        tb._prefix, kind, http.quote(title), http.quote(version), size, chunk
-    )
-    resp = tb.transport.open("GET", url, timeout=tb.timeout)
-    if resp.status_code != 200:
-        http.check(resp.status_code, http.read_body(resp, 512))
-    return resp
-
-
 def _message(exc):
-    if isinstance(exc, (UpdateFailed, ValueError, IotlinkError)):
+    if isinstance(exc, (ValueError, IotlinkError)):
         return str(exc)
     return "%s: %s" % (type(exc).__name__, exc)
 
@@ -42,7 +30,7 @@ class Install:
         self._sink = None
 
     def _report(self, state, error=None):
-        return self.up._report(self.prefix, state, error)
+        return self.up.report(self.prefix, state, error)
 
     def run(self, path, offer):
         from iotlink import checksum
@@ -57,7 +45,7 @@ class Install:
             got = checksum.hexdigest(hasher)
             if got != expected:
                 raise UpdateFailed("checksum mismatch: %s expected, %s computed" % (expected, got))
-            swap.step("verified")
+            ota_swap.step("verified")
             self._report("VERIFIED")
             self._report("UPDATING")
             if hasattr(self._sink, "boot"):
@@ -74,14 +62,14 @@ class Install:
             self._sink = None
         job = self.state.get("job")
         if job is None:
-            swap.rmtree(self.base + swap.STAGE)
+            ota_swap.rmtree(self.base + ota_swap.STAGE)
             self._report("FAILED", error)
             return
         if "image" in job:
-            swap.finish(self.base, self.state, False, error)
+            ota_swap.finish(self.base, self.state, False, error)
         else:
-            swap.roll_back(self.base, self.state, error)
-        self.up._send_reports(self.state)
+            ota_swap.roll_back(self.base, self.state, error)
+        self.up.send_reports(self.state)
 
     def _download(self, path, to, size, hasher):
         # Chunk N = bytes [N*S, (N+1)*S) of the package, into one buffer, hashed and written out.
@@ -98,8 +86,8 @@ class Install:
                 self._sink = self._open_sink(part[0], size)
             hasher.update(part)
             self._sink.write(part)
-            if swap.hook:
-                swap.hook("chunk %d" % n)
+            if ota_swap.hook:
+                ota_swap.hook("chunk %d" % n)
         self._sink.close()
 
     def _fetch(self, path, to, n, part):
@@ -113,7 +101,7 @@ class Install:
             if attempt:
                 time.sleep_ms(self.up.retry_ms * attempt)
             try:
-                resp = open_package(self.up.tb, path, to[0], to[1], n, self.up.chunk_size)
+                resp = self.up.tb.open_package(path, to[0], to[1], n, self.up.chunk_size)
                 try:
                     length = resp.headers.get("content-length")
                     if length is not None and int(length) != want:
@@ -139,20 +127,20 @@ class Install:
         if first_byte == ESP32_IMAGE_MAGIC:
             if self.prefix != "fw":
                 raise UpdateFailed("an ESP32 app image can only be a firmware package")
-            from iotlink.esp32img import ImageWriter
+            from iotlink.ota_esp32 import ImageWriter
 
             return ImageWriter(size)
-        from iotlink import tar
+        from iotlink import ota_tar
 
         self._check_space(size)
-        stage = self.base + swap.STAGE
-        swap.rmtree(stage)
+        stage = self.base + ota_swap.STAGE
+        ota_swap.rmtree(stage)
         try:
-            os.mkdir(self.base + swap.DIR)
+            os.mkdir(self.base + ota_swap.DIR)
         except OSError:
             pass
         os.mkdir(stage)
-        return tar.Unpacker(stage + "/", RESERVED)
+        return ota_tar.Unpacker(stage + "/", RESERVED)
 
     def _check_space(self, size):
         try:
@@ -166,19 +154,19 @@ class Install:
     def _apply_bundle(self, to):
         import machine
 
-        swap.begin(self.base, self.state, self.prefix, to, self._sink.top)
+        ota_swap.begin(self.base, self.state, self.prefix, to, self._sink.top)
         self._sink = None
-        swap.roll_forward(self.base, self.state)
-        swap.step("reset")
+        ota_swap.roll_forward(self.base, self.state)
+        ota_swap.step("reset")
         machine.reset()
 
     def _apply_image(self, to):
         import machine
 
         self.state["job"] = {"kind": self.prefix, "to": to, "phase": "trial", "image": self._sink.label}
-        swap.save_state(self.base, self.state)
-        swap.step("journal")
+        ota_swap.save_state(self.base, self.state)
+        ota_swap.step("journal")
         self._sink.boot()
         self._sink = None
-        swap.step("reset")
+        ota_swap.step("reset")
         machine.reset()

@@ -1,8 +1,9 @@
 # The checks of config.json (config.check): each error names the key and the expected type,
-# never a value. A module of its own because it runs once a boot and is unloaded after.
+# never a value. They run once a boot: config.check loads this module for them and unloads it.
 import json
 
-from iotlink.config import DEFAULTS, ConfigError, is_int, positive_number, valid_wdt_ms
+from iotlink.config_values import DEFAULTS, is_int, positive_number, valid_wdt_ms
+from iotlink.errors import ConfigError
 
 PLATFORMS = ("thingsboard", "thethings")
 KNOWN = ("platform", "server", "token", "wifi", "provision", "activation_code", "interval_s",

@@ -1,5 +1,6 @@
-# Cuts a stream written in pieces of any size into whole blocks: hashes and flash writers
-# subclass Blocks and implement _block(buf, offset), called once per `size` bytes.
+# Cuts a stream written in pieces of any size into whole blocks: the pure-Python hashes and the
+# ESP32 image writer subclass Blocks and implement _block(buf, offset), called once per `size`
+# bytes.
 
 
 class Blocks:

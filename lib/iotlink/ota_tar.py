@@ -1,8 +1,11 @@
 # Streaming reader for the tar archives `tar -cf app.tar main.py lib/` makes (ustar, GNU long
 # names, pax paths). Fed the archive in slices of any size, in order, it writes the regular
 # files and directories under a destination folder and nothing anywhere else: absolute paths,
-# "..", links and devices are refused. RAM: one 512-byte header block, whatever the archive.
+# "..", links and devices are refused (UpdateFailed). RAM: one 512-byte header block, whatever
+# the archive.
 import os
+
+from iotlink.errors import UpdateFailed
 
 BLOCK = 512
 MAX_META = 1024  # a long name or pax header larger than this is not from an app bundle
@@ -10,28 +13,24 @@ _ZERO = bytes(BLOCK)
 _FILE_TYPES = (b"0", b"\0", b"7")
 
 
-class TarError(ValueError):
-    pass
-
-
 def member_path(name):
     # "./lib/x.py" -> "lib/x.py"; refuses anything that could land outside the destination.
     if name.startswith("/") or "\\" in name or ":" in name:
-        raise TarError("unsafe path in package: %s" % name)
+        raise UpdateFailed("unsafe path in package: %s" % name)
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if not parts or ".." in parts:
-        raise TarError("unsafe path in package: %s" % name)
+        raise UpdateFailed("unsafe path in package: %s" % name)
     return "/".join(parts)
 
 
 def _octal(field):
     if field[0] & 0x80:
-        raise TarError("member too large")
+        raise UpdateFailed("member too large")
     digits = bytes(field).strip(b" \0")
     try:
         return int(digits, 8) if digits else 0
     except ValueError:
-        raise TarError("bad number in tar header")
+        raise UpdateFailed("bad number in tar header")
 
 
 def _text(field):
@@ -39,7 +38,7 @@ def _text(field):
     try:
         return str(field if end < 0 else field[:end], "utf-8")
     except UnicodeError:
-        raise TarError("member name is not UTF-8")
+        raise UpdateFailed("member name is not UTF-8")
 
 
 class Unpacker:
@@ -92,9 +91,9 @@ class Unpacker:
         # The archive must have ended cleanly: anything else is a truncated or corrupt package.
         self.abort()
         if not self.ended:
-            raise TarError("package truncated: no end-of-archive marker")
+            raise UpdateFailed("package truncated: no end-of-archive marker")
         if not self.top:
-            raise TarError("package holds no files")
+            raise UpdateFailed("package holds no files")
 
     def abort(self):
         if self._file:
@@ -108,10 +107,10 @@ class Unpacker:
             self.ended = self._zeros == 2
             return
         if self._zeros:
-            raise TarError("corrupt archive: lone zero block")
+            raise UpdateFailed("corrupt archive: lone zero block")
         stored = _octal(h[148:156])
         if sum(h) - sum(h[148:156]) + 8 * 32 != stored:
-            raise TarError("corrupt archive: header checksum")
+            raise UpdateFailed("corrupt archive: header checksum")
         size = _octal(h[124:136])
         kind = bytes(h[156:157])
         name = _text(h[0:100])
@@ -126,7 +125,7 @@ class Unpacker:
         self._pad = -size % BLOCK
         if kind in (b"L", b"x"):
             if size > MAX_META:
-                raise TarError("tar metadata too large")
+                raise UpdateFailed("tar metadata too large")
             self._meta = bytearray()
             self._meta_type = kind
         elif kind == b"g":
@@ -140,7 +139,7 @@ class Unpacker:
         elif kind == b"5":
             self._makedirs(self._claim(name))
         else:
-            raise TarError("unsupported member %s (type %r)" % (name, kind))
+            raise UpdateFailed("unsupported member %s (type %r)" % (name, kind))
         if not size:
             self._end_member()
 
@@ -166,7 +165,7 @@ class Unpacker:
             except ValueError:
                 length = 0
             if length <= space - i + 1:
-                raise TarError("corrupt pax header")
+                raise UpdateFailed("corrupt pax header")
             key, _, value = meta[space + 1 : i + length - 1].partition(b"=")
             if key == b"path":
                 path = _text(value)
@@ -177,7 +176,7 @@ class Unpacker:
         path = member_path(name)
         top = path.split("/")[0]
         if top in self.reserved:
-            raise TarError("package may not contain %s" % top)
+            raise UpdateFailed("package may not contain %s" % top)
         if top not in self.top:
             self.top.append(top)
         return path

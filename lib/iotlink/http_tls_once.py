@@ -1,5 +1,5 @@
-# The TLS context of an https connection, built once per connection (conn.tls_context loads
-# this module for that moment only).
+# The TLS context of an https connection, built once per connection (http_conn.tls_context
+# loads this module for that moment only).
 
 
 def context(cadata):

@@ -1,7 +1,8 @@
-# Setting the clock (clock.py) from NTP or from the Date header of the server's replies.
+# Setting the clock (clock.py) from NTP or from the Date header of the server's replies. The app
+# loads this module for a sync (once a day, or until one succeeds) and unloads it after.
 import time
 
-from iotlink import http
+from iotlink import http, http_transport
 from iotlink.clock import EPOCH_OFFSET, local_ms, set_unix_ms
 from iotlink.errors import IotlinkError
 
@@ -75,7 +76,7 @@ def sync_http(url, timeout=10, probes=12, transport=None):
     # the server is asked again (every 100 ms, `probes` times at most) until its second turns:
     # that moment is known to a round trip. If it does not turn, the middle of the second.
     # transport: a client's kept-alive connection saves a handshake per probe.
-    transport = transport or http.transport(url, timeout, False, None)
+    transport = transport or http_transport.transport(url, timeout, False, None)
     first = _server_seconds(url, timeout, transport)
     if first is None:
         return False
@@ -94,4 +95,6 @@ def sync_http(url, timeout=10, probes=12, transport=None):
 
 
 def sync(server, ntp_host=None, timeout=5, transport=None):
+    # NTP first (millisecond precision), then the server's HTTP Date header; True when set.
+    # transport: a client's kept-alive connection saves a handshake per Date probe.
     return sync_ntp(ntp_host, timeout) or sync_http(server, timeout, transport=transport)

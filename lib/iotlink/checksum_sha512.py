@@ -2,7 +2,7 @@
 # neither. 64-bit words are Python ints masked to 64 bits: slow, but exact on every port.
 import struct
 
-from iotlink.blocks import Blocks
+from iotlink.checksum_blocks import Blocks
 
 _M = 0xFFFFFFFFFFFFFFFF
 

@@ -1,5 +1,5 @@
 # The transport of one request per connection: the port's frozen `requests` (HTTP/1.0, the
-# connection closed after each reply). http.transport() loads it for a client built without
+# connection closed after each reply). http_transport.py loads it for a client built without
 # keep-alive or CA data; the device loop keeps its connection alive and never loads it.
 try:
     import requests

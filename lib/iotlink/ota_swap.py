@@ -1,6 +1,6 @@
 # What runs on the board, the update in flight, and how a verified application bundle replaces
 # the running app so that a power cut at ANY moment leaves the old or the new app whole.
-# Import-light: boot.py calls resume() before anything else (os and json only).
+# Import-light: boot.py calls resume() before anything else (os, json and files.py only).
 #
 # On the flash, under the board's root:
 #   .ota/state.json  {"run": what runs, "apps": the top-level entries each bundle owns,
@@ -22,9 +22,11 @@
 import json
 import os
 
+from iotlink.files import write_atomic
+
 DIR = ".ota"
 STATE = DIR + "/state.json"
-STATE_TMP = DIR + "/state.tmp"
+STATE_TMP = STATE + ".tmp"  # what files.write_atomic writes before renaming it to STATE
 STAGE = DIR + "/stage"
 OLD = DIR + "/old"
 
@@ -88,9 +90,7 @@ def save_state(base, state):
         os.mkdir(base + DIR)
     except OSError:
         pass
-    with open(base + STATE_TMP, "w") as f:
-        json.dump(state, f)
-    os.rename(base + STATE_TMP, base + STATE)
+    write_atomic(base + STATE, json.dumps(state).encode())
 
 
 def begin(base, state, kind, to, new):

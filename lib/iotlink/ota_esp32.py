@@ -1,6 +1,6 @@
 # An ESP32 app image (micropython.bin, first byte 0xE9) written to the next OTA partition while
 # it downloads, block by block, then read back: the flash must hold exactly what was hashed.
-from iotlink.blocks import Blocks
+from iotlink.checksum_blocks import Blocks
 from iotlink.checksum import crc32
 
 _BLOCK_SIZE = 5  # Partition.ioctl operation

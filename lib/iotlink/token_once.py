@@ -1,6 +1,7 @@
 # The board's access token when config.json has none, or the server refused it: ThingsBoard
 # provisioning with the config's key and secret, or thethings.iO activation; saved into
-# config.json at once (a server provisions a name only once). Imported only for that.
+# config.json at once (a server provisions a name only once). The app loads this module for
+# that call and unloads it after.
 #
 # ThingsBoard is asked for a token the board chose and keeps on flash until it is saved: a
 # retry after a lost reply is refused (the name now exists), and the chosen token then finds
@@ -9,10 +10,11 @@ import binascii
 import os
 
 from iotlink import config
-from iotlink.errors import HTTPError, ProvisionError
+from iotlink.errors import ConfigError, HTTPError, ProvisionError
+from iotlink.files import write_atomic
 from iotlink.thingsboard import ThingsBoard
 
-CHOSEN = "token.chosen"
+CHOSEN = "token.chosen"  # the token this board asks ThingsBoard for, kept until it is saved
 
 
 def obtain(cfg, path, timeout):
@@ -22,7 +24,7 @@ def obtain(cfg, path, timeout):
     try:
         config.save_token(token, path)
         print("provision: token saved to %s" % path)
-    except (OSError, config.ConfigError) as e:
+    except (OSError, ConfigError) as e:
         print("provision: token NOT saved (%s); it lasts until the next reset" % e)
         return  # the chosen token stays on flash: the next boot finds its device with it
     try:
@@ -64,7 +66,7 @@ def _chosen():
     except OSError:
         pass  # none chosen yet
     token = binascii.hexlify(os.urandom(10)).decode()
-    config.write_atomic(CHOSEN, token.encode())
+    write_atomic(CHOSEN, token.encode())
     return token
 
 

@@ -3,7 +3,7 @@
 # bytes in Guava's order: the 32-bit value little-endian; h1 then h2, each little-endian.
 import struct
 
-from iotlink.blocks import Blocks
+from iotlink.checksum_blocks import Blocks
 
 _M32 = 0xFFFFFFFF
 _M64 = 0xFFFFFFFFFFFFFFFF

@@ -6,7 +6,7 @@ import select
 import socket
 
 from iotlink import http
-from iotlink.conn import MAX_LINE, split_url, tls_context
+from iotlink.http_conn import MAX_LINE, split_url, tls_context
 from iotlink.errors import ConnectionFailed, ProtocolError, Timeout, TLSError
 
 MAX_DOC = 4096  # a larger document is not a thethings.iO update: drop the channel

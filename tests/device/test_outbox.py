@@ -1,0 +1,85 @@
+"""The outbox (outbox.py) in micropython: a reading is on flash before anything is sent, a batch
+leaves flash only once sent() says the server has it, and a power cut in between sends it again,
+never a sent one."""
+
+import json
+
+OPEN = """
+import json
+from iotlink.outbox import Outbox
+o = Outbox(65536)
+def batch(max_bytes=4096):
+    body, receipt = o.batch(max_bytes)
+    return (json.loads(body) if body else []), receipt
+def seq(records):
+    return [r["values"]["n"] for r in records]
+"""
+
+
+def boot(mp, code):
+    """Run code with the outbox opened on the board's flash (a fresh process: a reboot)."""
+    return mp(OPEN + code)
+
+
+def test_a_batch_is_sent_again_after_a_power_cut_until_the_server_has_it(mp):
+    boot(mp, """
+for n in range(5):
+    o.add({"n": n}, 1_700_000_000_000 + n * 1000, n * 1000)
+records, receipt = batch()
+out([o.pending, seq(records)])
+""")  # and the power goes before the server answered
+    run = boot(mp, """
+records, receipt = batch(200)
+out([o.pending, seq(records), [r["ts"] for r in records]])
+out(o.sent(receipt))
+""")  # now the server took the first batch
+    (pending, first, stamps), count = run.results
+    assert pending == 5 and first == list(range(len(first))) and 1 < len(first) < 5
+    assert stamps == [1_700_000_000_000 + n * 1000 for n in first]  # as read, not as sent
+    assert count == len(first)
+    run = boot(mp, """
+records, receipt = batch()
+out([o.pending, seq(records)])
+o.sent(receipt)
+out([o.pending, batch()[0], o.dropped])
+""")
+    assert run.results == [[5 - count, list(range(count, 5))], [0, [], 0]]
+
+
+def test_stamps_only_go_forward_across_boots_and_a_clock_set_behind(mp):
+    boot(mp, """
+o.add({"n": 0}, 1_700_000_010_000, 5_000)
+o.sent(o.batch(4096)[1])
+""")
+    run = boot(mp, """
+o.add({"n": 1}, None, 100)  # before this boot's clock is set
+o.clock_set(1_700_000_000_000, 1_000)  # set 10 s behind the last stamp sent
+o.add({"n": 2}, 1_700_000_000_500, 1_500)
+records, receipt = batch()
+out([[r["ts"] for r in records], seq(records)])
+""")
+    stamps, order = run.result
+    assert order == [1, 2]
+    assert stamps == sorted(set(stamps)) and stamps[0] > 1_700_000_010_000
+
+
+def test_a_batch_the_server_refuses_for_good_is_dropped_and_the_rest_goes_on(mp):
+    run = boot(mp, """
+for n in range(3):
+    o.add({"n": n}, 1_700_000_000_000 + n, n)
+o.add({"blob": "x" * 5000}, 1_700_000_000_100, 100)  # larger than a segment: never on flash
+out(o.dropped)
+records, receipt = batch(40)
+out([seq(records), o.sent(receipt, refused=True), o.dropped, o.pending])
+out(seq(batch()[0]))
+""")
+    assert run.results == [1, [[0], 1, 2, 2], [1, 2]]
+    assert "queue: record lost (record of" in run.stdout
+
+
+def test_the_body_is_what_thingsboard_takes(mp):
+    run = boot(mp, """
+o.add({"t": 21.5}, 1_700_000_000_000, 0)
+out(o.batch(4096)[0].decode())
+""")
+    assert json.loads(run.result) == [{"ts": 1_700_000_000_000, "values": {"t": 21.5}}]
