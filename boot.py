@@ -1,5 +1,6 @@
 # Runs before main.py: finish or roll back an app update a power cut interrupted (ota.resume),
-# then bring Wi-Fi up from config.json in bounded time (two attempts of 10 s at most). Never
+# then bring Wi-Fi up from config.json in bounded time (two attempts of 10 s at most; not in
+# deep-sleep mode, whose wakes bring it up only to talk to the server). Never
 # blocks for longer, never raises: without config or Wi-Fi, main.py reports the problem and
 # keeps retrying.
 import gc
@@ -19,8 +20,10 @@ def _wifi_up():
     try:
         from iotlink import config, unload
 
-        wifi = config.load().get("wifi")
-        if wifi:
+        cfg = config.load()
+        wifi = cfg.get("wifi")
+        # A board in deep-sleep mode brings Wi-Fi up only on the wakes that talk to the server.
+        if wifi and cfg.get("sleep", {}).get("mode") != "deep":
             from iotlink import net_once
 
             try:

@@ -28,6 +28,7 @@
 #   outbox            telemetry from reading to acknowledged: timeline + store
 #   app               the device loop: one supervisor, scheduling, RPC answers, OTA wiring
 #   app_once            its start: a good config, sensors.py, the platform client
+#   app_sleep           a battery board's loop: one wake's work, then deep sleep (deep mode)
 #   token_once        a token for a board without one (provisioning, activation)
 #   ota               updates: what to install, what the server hears; resume() at boot
 #   ota_swap            the flash journal: swap a verified app in, roll back
@@ -45,7 +46,7 @@
 # the one group unloaded while it has no work: ota and ota_swap go after boot.py's resume() and
 # after the start-up report, and come back when a package other than the running one is
 # announced. The rest comes with use: the loop never imports the OTA modules, http_oneshot or
-# thethings* unless it needs them.
+# thethings* unless it needs them, nor app_sleep unless config.json asks for deep sleep.
 __version__ = "0.1.0"
 
 

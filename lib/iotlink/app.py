@@ -85,7 +85,7 @@ def describe(e):
 
 
 class App:
-    def __init__(self, cfg, wdt, path=config.PATH):
+    def __init__(self, cfg, wdt, path=config.PATH, boot=None):
         self.cfg = cfg
         self.wdt = wdt
         self.path = path
@@ -96,7 +96,7 @@ class App:
         self.timeout_s = max(1, min(HTTP_TIMEOUT_S, wdt_ms // 2000)) if wdt_ms else HTTP_TIMEOUT_S
         self.poll_max_ms = min(MAX_POLL_MS, wdt_ms // 2) if wdt_ms else MAX_POLL_MS
         self.rpc = Dispatcher(cfg["pins"])
-        self.outbox = Outbox(cfg["queue_kb"] * 1024)
+        self.outbox = Outbox(cfg["queue_kb"] * 1024, boot)
         self.sensors = None  # the user's sensors.py, once start() loaded it
         self.sensor_error = None  # why it could not be used
         self.shared_keys = ["interval_s"]
@@ -453,6 +453,10 @@ def run(path=config.PATH):
         wdt = Watchdog()
         cfg = wait_for_config(path, wdt)
         wdt.start(cfg.get("wdt_ms"))
+        if cfg.get("sleep", {}).get("mode") == "deep":
+            from iotlink import app_sleep  # a battery board: this wake's work, then deep sleep
+
+            app_sleep.wake(App, cfg, wdt, path)
         app = App(cfg, wdt, path)
         app.start()
         app.run()

@@ -7,7 +7,11 @@ from iotlink.errors import ConfigError
 
 PLATFORMS = ("thingsboard", "thethings")
 KNOWN = ("platform", "server", "token", "wifi", "provision", "activation_code", "interval_s",
-         "pins", "wdt_ms", "backoff_max_s", "queue_kb", "ca", "tls_insecure")
+         "pins", "wdt_ms", "backoff_max_s", "queue_kb", "ca", "tls_insecure", "sleep")
+# The "sleep" section: its defaults are app_sleep.py's, which alone uses them (deep mode), so
+# the always-on loop keeps no copy in RAM.
+SLEEP_KEYS = ("mode", "send_every", "queue_max", "limits")
+SLEEP_MODES = ("light", "deep")
 
 
 def _got(value):
@@ -52,6 +56,33 @@ def _pins(pins):
                 "pins['%s'] must be a pin number (int >= 0) or a pin name like \"LED\" (got %s)"
                 % (name, _got(pin_id))
             )
+
+
+def _number(value):
+    return is_int(value) or isinstance(value, float)
+
+
+def _sleep(sleep):
+    if not isinstance(sleep, dict):
+        raise ConfigError("'sleep' must be an object (got %s)" % _got(sleep))
+    for name in sleep:
+        if name not in SLEEP_KEYS:
+            raise ConfigError("'sleep.%s' is not a known key" % name)
+    mode = sleep.get("mode", "light")
+    if mode not in SLEEP_MODES:
+        raise ConfigError("'sleep.mode' must be one of %s (got %s)" % (", ".join(SLEEP_MODES), _got(mode)))
+    for name in ("send_every", "queue_max"):
+        if name in sleep and not (is_int(sleep[name]) and sleep[name] >= 1):
+            raise ConfigError("'sleep.%s' must be an integer >= 1 (got %s)" % (name, _got(sleep[name])))
+    limits = sleep.get("limits", {})
+    if not isinstance(limits, dict):
+        raise ConfigError("'sleep.limits' must be an object of name: [low, high] (got %s)" % _got(limits))
+    for name in limits:
+        pair = limits[name]
+        if not (isinstance(pair, list) and len(pair) == 2 and all(v is None or _number(v) for v in pair)
+                and (None in pair or pair[0] <= pair[1])):
+            raise ConfigError("'sleep.limits.%s' must be [low, high]: numbers with low <= high, null for "
+                              "no bound (got %s)" % (name, _got(pair)))
 
 
 def check(cfg):
@@ -101,4 +132,6 @@ def check(cfg):
         raise ConfigError("'queue_kb' must be an integer >= 8 (got %s)" % _got(cfg["queue_kb"]))
     if "pins" in cfg:
         _pins(cfg["pins"])
+    if "sleep" in cfg:
+        _sleep(cfg["sleep"])
     return [k for k in cfg if k not in KNOWN]

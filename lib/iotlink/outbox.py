@@ -16,9 +16,12 @@ from iotlink.timeline import Timeline
 
 
 class Outbox:
-    def __init__(self, max_bytes):
+    def __init__(self, max_bytes, boot=None):
+        # boot: this boot's id for the timeline (a deep-sleeping board keeps one across wakes);
+        # a new one by default.
         self.store = Store(max_bytes=max_bytes)
-        self.timeline = Timeline(random.getrandbits(24), self.store.mark, self._queued())
+        boot = random.getrandbits(24) if boot is None else boot
+        self.timeline = Timeline(boot, self.store.mark, self._queued())
 
     def _queued(self):
         # Every queued record, oldest first, one batch in RAM at a time.

@@ -40,6 +40,11 @@ class Timeline:
         self.sent = tuple(sent) if _ints(sent, 3) and sent[2] is not None else (None, None, 0)
         clocks = mark.get("clocks")
         self.clocks = [c for c in clocks if _ints(c, 2)] if isinstance(clocks, list) else []
+        # A boot that goes on: a deep-sleeping board's wakes share one id and count one uptime
+        # (app_sleep.py), so a wake after the one that set the clock finds its start here.
+        for clocked, start in self.clocks:
+            if clocked == boot:
+                self.start = start
         # Replayed: the state after the queued records, how long the records that nothing
         # places yet span when placed from 0, and the first time after them.
         state = self.sent

@@ -2,8 +2,11 @@
 host relies on."""
 
 import json
+import time
 
 import pytest
+
+from iotlink_tools.vboard import DEEPSLEEP_STATUS, Board, radio_on_ms, read_radio_log
 
 
 def pin_log(mp):
@@ -59,7 +62,7 @@ except ValueError as e:
     assert pin_log(mp) == []
 
 
-@pytest.mark.parametrize("call", ["machine.reset()", "machine.soft_reset()", "machine.deepsleep(10)"])
+@pytest.mark.parametrize("call", ["machine.reset()", "machine.soft_reset()"])
 def test_resets_end_the_process_with_the_reboot_status(mp, call):
     run = mp(f"import machine\nprint('before')\n{call}\nprint('after')", check=False)
     assert run.returncode == 75
@@ -262,3 +265,95 @@ except OSError as e:
         "ValueError", "ValueError", "ValueError", "ValueError", "ValueError",
         "STA is not connected",
     ]
+
+
+def test_deepsleep_ends_the_process_with_its_own_status_and_leaves_its_time_for_the_host(mp):
+    run = mp("import machine\nprint('before')\nmachine.deepsleep(1500)\nprint('after')", check=False)
+    assert run.returncode == DEEPSLEEP_STATUS and "after" not in run.stdout
+    assert (mp.flash / ".deepsleep").read_text() == "1500"
+    assert "machine: deep sleep for 1500 ms" in run.stdout
+    run = mp("import machine\nmachine.deepsleep()", check=False)
+    assert run.returncode == DEEPSLEEP_STATUS and (mp.flash / ".deepsleep").read_text() == ""
+
+
+def test_rtc_memory_and_time_outlive_the_process_as_a_board_keeps_them_until_power_off(mp):
+    first = mp("""
+import machine, sys
+rtc = machine.RTC()
+out(["_machine_more" in sys.modules, len(rtc.memory())])
+rtc.memory(b"wake 1")
+rtc.datetime((2030, 1, 2, 2, 3, 4, 5, 0))
+try:
+    rtc.memory(bytes(2049))
+except ValueError as e:
+    out(str(e))
+out(rtc.memory() == b"wake 1")
+""")
+    again = mp("import machine\nrtc = machine.RTC()\nout([rtc.memory().decode(), list(rtc.datetime()[:6])])")
+    assert first.results == [[False, 0], "buffer too long", True]
+    assert again.result[0] == "wake 1"
+    assert again.result[1][:5] == [2030, 1, 2, 2, 3]  # still running: seconds (or minutes) on
+
+
+def test_the_radio_log_has_each_change_of_the_radio(mp):
+    log = mp.flash / "radio.jsonl"
+    mp("""
+import network
+w = network.WLAN(network.STA_IF)
+w.active(True)
+w.active(True)
+w.connect("lab", "pw")
+w.disconnect()
+w.active(False)
+w.active(False)
+""", env={"IOTLINK_RADIO_LOG": str(log)})
+    events = read_radio_log(log)
+    assert [e["event"] for e in events] == ["up", "connect", "disconnect", "down"]
+    times = [e["t"] for e in events]
+    assert times == sorted(times) and abs(times[0] - time.time() * 1000) < 60000
+    assert radio_on_ms(events) == times[-1] - times[0]
+
+
+def test_radio_on_time_runs_from_up_to_down_or_a_reset_within_the_window():
+    events = [{"t": 100, "event": "up"}, {"t": 150, "event": "connect"}, {"t": 300, "event": "down"},
+              {"t": 400, "event": "up"}, {"t": 450, "event": "reset"}, {"t": 500, "event": "reset"},
+              {"t": 900, "event": "up"}]
+    assert radio_on_ms(events) == 200 + 50
+    assert radio_on_ms(events, end_ms=1000) == 200 + 50 + 100  # still on at the end of the window
+    assert radio_on_ms(events, start_ms=200, end_ms=420) == 100 + 20
+    assert radio_on_ms([]) == 0
+
+
+SLEEPER = """
+import machine
+rtc = machine.RTC()
+n = len(rtc.memory())
+print("cause %d, memory %d" % (machine.reset_cause(), n))
+if n < 3:
+    rtc.memory(b"x" * (n + 1))
+    machine.deepsleep(2000 * (n + 1))
+"""
+
+
+def test_a_virtual_board_sleeps_scaled_and_wakes_with_the_deep_sleep_cause_and_its_rtc(tmp_path):
+    folder = tmp_path / "board"
+    folder.mkdir()
+    (folder / "main.py").write_text(SLEEPER)
+    (folder / ".rtc_memory").write_bytes(b"from a board that lost power since")
+    board = Board(folder, time_scale=0.01).start()
+    assert board.wait(20) == 0  # main.py ended after its third sleep
+    assert board.sleeps == [2000, 4000, 6000] and board.boots == 4
+    lines = [line for line in board.console().splitlines() if line.startswith(("cause", "## deep"))]
+    assert lines == ["cause 1, memory 0", "## deep sleep 2000 ms", "cause 4, memory 1", "## deep sleep 4000 ms",
+                     "cause 4, memory 2", "## deep sleep 6000 ms", "cause 4, memory 3"]
+    assert [e["event"] for e in board.radio_events()] == ["reset"] * 4
+    assert not (folder / ".deepsleep").exists()
+
+
+def test_a_deep_sleep_without_a_time_stops_a_virtual_board(tmp_path):
+    folder = tmp_path / "board"
+    folder.mkdir()
+    (folder / "main.py").write_text("import machine\nmachine.deepsleep()\n")
+    board = Board(folder).start()
+    assert board.wait(10) == DEEPSLEEP_STATUS
+    assert board.sleeps == [None] and "## deep sleep with no time to wake up: stopped" in board.console()

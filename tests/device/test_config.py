@@ -35,6 +35,14 @@ def test_a_good_config_loads_with_defaults(mp):
     assert kind == "ok" and cfg["pins"] == {"23": 23, "led": "LED"} and cfg["wifi"]["ssid"] == "lab"
 
 
+def test_a_deep_sleep_section_loads_as_written(mp):
+    sleep = {"mode": "deep", "send_every": 6, "queue_max": 50,
+             "limits": {"temperature": [0, 40.5], "humidity": [None, 90], "door": [1, 1]}}
+    kind, cfg = load(mp, with_({"sleep": sleep})).result
+    assert kind == "ok" and cfg["sleep"] == sleep
+    assert load(mp, with_({"sleep": {}})).result[0] == "ok"  # every key has a default: the always-on loop
+
+
 def test_provisioning_and_activation_replace_the_token(mp):
     prov = with_({"provision": {"device_name": "pump-17", "key": "K", "secret": "PROVISION-SECRET"}},
                  drop=["token"])
@@ -75,6 +83,15 @@ def test_provisioning_and_activation_replace_the_token(mp):
     (with_({"wdt_ms": 500}), "'wdt_ms' must be an integer >= 1000 (got 500)"),
     (with_({"wdt_ms": 5000.0}), "'wdt_ms' must be an integer >= 1000 (got 5000.0)"),
     (with_({"queue_kb": 2}), "'queue_kb' must be an integer >= 8 (got 2)"),
+    (with_({"sleep": "deep"}), "'sleep' must be an object (got a string)"),
+    (with_({"sleep": {"mode": "hibernate"}}), "'sleep.mode' must be one of light, deep (got a string)"),
+    (with_({"sleep": {"mode": "deep", "every": 6}}), "'sleep.every' is not a known key"),
+    (with_({"sleep": {"send_every": 0}}), "'sleep.send_every' must be an integer >= 1 (got 0)"),
+    (with_({"sleep": {"queue_max": 2.5}}), "'sleep.queue_max' must be an integer >= 1 (got 2.5)"),
+    (with_({"sleep": {"limits": [0, 40]}}), "'sleep.limits' must be an object of name: [low, high] (got list)"),
+    (with_({"sleep": {"limits": {"temperature": [40, 0]}}}), "'sleep.limits.temperature' must be [low, high]"),
+    (with_({"sleep": {"limits": {"temperature": [0]}}}), "'sleep.limits.temperature' must be [low, high]"),
+    (with_({"sleep": {"limits": {"temperature": ["0", 40]}}}), "'sleep.limits.temperature' must be [low, high]"),
 ])
 def test_a_bad_config_is_refused_with_a_message_naming_the_key(mp, cfg, says):
     if cfg is None:

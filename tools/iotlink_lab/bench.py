@@ -16,7 +16,7 @@ from iotlink_tools import firmware
 from iotlink_tools.devserver import DevServer
 from iotlink_tools.vboard import FAKES, micropython_command
 
-from . import bench_heap, bench_loop, bench_ota, bench_romfs
+from . import bench_heap, bench_loop, bench_ota, bench_radio, bench_romfs
 from .tlsutil import make_pki
 
 TOKEN = "BENCH_TOKEN"
@@ -200,6 +200,7 @@ def run_all(n: int, heap_minutes: float) -> dict:
     results["the loop in the smallest heap, ROMFS"] = bench_romfs.run()
     results["OTA: 1 MiB package in a 64 KiB heap"] = bench_ota.run()
     results["heap over a long run, an RPC a second"] = bench_heap.run(heap_minutes)
+    results["radio-on time per reading"] = bench_radio.run()
     return results
 
 
@@ -229,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nHeap over {heap['minutes']} minutes, {heap['rpcs']} RPCs (one a second): free heap at its lowest "
           f"{heap['mem_free_min_first_minute']} bytes in the first minute, {heap['mem_free_min_last_minute']} "
           f"in the last ({heap['growth_bytes']} bytes of growth), {heap['boots']} boot(s)")
+    print("\n" + bench_radio.report(results["radio-on time per reading"]))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
     print(f"\nfigures saved to {args.json}")

@@ -6,7 +6,14 @@ module) comes first on MICROPYPATH, so `machine`, `network` and `esp32` are the 
 real firmware. Fake contracts the host relies on:
 
 * exit status 75 = `machine.reset()` (or an expired WDT): the board rebooted;
+* exit status 76 = `machine.deepsleep(ms)`, ms in the flash folder's `.deepsleep`: the board
+  sleeps (ms times the board's time scale), then boots with `machine.reset_cause()` ==
+  DEEPSLEEP_RESET (`IOTLINK_RESET_CAUSE`); the fake RTC's files (`.rtc_memory`, `.rtc_time`) stay
+  across it and go at power-on;
 * `IOTLINK_PIN_LOG`: every pin write is appended there as a JSON line `{"pin": id, "value": 0|1}`;
+* `IOTLINK_RADIO_LOG`: every change of the Wi-Fi radio as a JSON line `{"t": ms, "event": ...}`
+  (up, down, connect, disconnect); the host adds `reset` when the process ends (the chip resets,
+  the radio with it);
 * `IOTLINK_WIFI`: scripts the fake Wi-Fi (unset: it connects).
 """
 
@@ -20,6 +27,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -28,6 +36,11 @@ from ..secret import write_private
 
 FAKES = Path(__file__).resolve().parent / "fakes"
 REBOOT_STATUS = 75
+DEEPSLEEP_STATUS = 76
+DEEPSLEEP_RESET = 4  # machine.DEEPSLEEP_RESET, as the ESP32 port numbers it
+# Kept by the fake RTC across resets and deep sleep; gone when the board loses power.
+RTC_FILES = (".rtc_memory", ".rtc_time")
+SLEEP_FILE = ".deepsleep"
 
 # The unix port never runs boot.py/main.py by itself. A board runs boot.py (an exception there is
 # printed and the board goes on), then main.py, both in the same __main__ namespace; an exception
@@ -56,11 +69,13 @@ def micropython_command(heapsize: str | None = None) -> list[str]:
 
 
 def board_env(pin_log: str | os.PathLike | None = None, wifi: str | None = None,
-              extra: dict[str, str] | None = None) -> dict[str, str]:
+              extra: dict[str, str] | None = None, radio_log: str | os.PathLike | None = None) -> dict[str, str]:
     """The environment of a board process. Its cwd must be the flash folder: `lib` is relative."""
     env = {"PATH": os.environ.get("PATH", ""), "MICROPYPATH": f"{FAKES}:lib:.frozen"}
     if pin_log is not None:
         env["IOTLINK_PIN_LOG"] = str(pin_log)
+    if radio_log is not None:
+        env["IOTLINK_RADIO_LOG"] = str(radio_log)
     if wifi is not None:
         env["IOTLINK_WIFI"] = wifi
     env.update(extra or {})
@@ -110,6 +125,36 @@ def read_pin_log(path: str | os.PathLike, offset: int = 0) -> list[dict]:
     return writes
 
 
+def read_radio_log(path: str | os.PathLike) -> list[dict]:
+    """The radio's events, oldest first; a torn last line (a write in progress) is skipped."""
+    return read_pin_log(path)
+
+
+def radio_on_ms(events: list[dict], start_ms: float | None = None, end_ms: float | None = None) -> float:
+    """How long the radio was on (from "up" to "down", or to a reset of the board) between
+    start_ms and end_ms (host clock; None: the first event, the last)."""
+    if not events:
+        return 0.0
+    start = events[0]["t"] if start_ms is None else start_ms
+    end = events[-1]["t"] if end_ms is None else end_ms
+    total, since = 0.0, None
+    for event in events:
+        t = min(max(event["t"], start), end)
+        if event["event"] == "up" and since is None:
+            since = t
+        elif event["event"] in ("down", "reset") and since is not None:
+            total += t - since
+            since = None
+    if since is not None:
+        total += end - since
+    return total
+
+
+def time_scale_from_env() -> float:
+    """IOTLINK_TIME_SCALE: how much of a deep sleep's time a virtual board really waits (default 1)."""
+    return float(os.environ.get("IOTLINK_TIME_SCALE") or 1)
+
+
 LineCallback = Callable[["Board", str], None]
 
 PR_SET_PDEATHSIG = 1
@@ -128,34 +173,45 @@ class Board:
     """One virtual board: `micropython` running boot.py then main.py in its flash folder.
 
     The console (stdout and stderr) goes to a log file and, line by line, to on_line. Exit
-    status 75 is a reboot: the board starts again. Any other exit leaves it stopped, with
-    `returncode` set. Host notes (reboots, exits) appear in the log prefixed with "## ".
+    status 75 is a reboot: the board starts again. Exit status 76 is a deep sleep: the board
+    waits the time it asked for, multiplied by time_scale (default: $IOTLINK_TIME_SCALE, else 1),
+    then starts again. Any other exit leaves it stopped, with `returncode` set. Host notes
+    (reboots, sleeps, exits) appear in the log prefixed with "## ".
     """
 
     def __init__(self, folder: str | os.PathLike, name: str | None = None, *,
                  console_log: str | os.PathLike | None = None, pin_log: str | os.PathLike | None = None,
-                 wifi: str | None = None, heapsize: str | None = None, env: dict[str, str] | None = None,
-                 on_line: LineCallback | None = None):
+                 radio_log: str | os.PathLike | None = None, wifi: str | None = None,
+                 heapsize: str | None = None, env: dict[str, str] | None = None,
+                 on_line: LineCallback | None = None, time_scale: float | None = None):
         self.folder = Path(folder).resolve()
         self.name = name or self.folder.name
         self.console_log = Path(console_log) if console_log else self.folder.with_name(self.folder.name + ".console.log")
         self.pin_log = Path(pin_log) if pin_log else self.folder.with_name(self.folder.name + ".pins.jsonl")
+        self.radio_log = Path(radio_log) if radio_log else self.folder.with_name(self.folder.name + ".radio.jsonl")
         self.command = micropython_command(heapsize) + ["-c", BOOT_SEQUENCE]
-        self.env = board_env(self.pin_log, wifi, env)
+        self.env = board_env(self.pin_log, wifi, env, self.radio_log)
         self.on_line = on_line
+        self.time_scale = time_scale_from_env() if time_scale is None else time_scale
+        self.sleeps: list[int] = []  # the ms of each deep sleep the board asked for, in order
         self.boots = 0
         self.returncode: int | None = None
         self._boot_pin_offset = 0
         self._proc: subprocess.Popen | None = None
         self._stopping = False
+        self._stopped = threading.Event()  # ends a deep sleep early
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
     def start(self) -> "Board":
-        """Power on: a fresh console log and pin log for this session."""
+        """Power on: a fresh console log, pin log and radio log for this session; what the RTC
+        kept is gone."""
         self.console_log.write_text("")
         self.pin_log.write_text("")
+        self.radio_log.write_text("")
+        for name in RTC_FILES + (SLEEP_FILE,):
+            (self.folder / name).unlink(missing_ok=True)
         self._thread = threading.Thread(target=self._supervise, name=f"board-{self.name}", daemon=True)
         self._thread.start()
         return self
@@ -164,6 +220,7 @@ class Board:
         """Power off: end the process (SIGTERM, then SIGKILL) and wait for it."""
         with self._lock:
             self._stopping = True
+            self._stopped.set()
             proc = self._proc
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -207,8 +264,13 @@ class Board:
         """Pin id -> last value written since the latest boot (a reboot resets the pins)."""
         return {w["pin"]: w["value"] for w in read_pin_log(self.pin_log, self._boot_pin_offset)}
 
+    def radio_events(self) -> list[dict]:
+        """The Wi-Fi radio's events of this session, oldest first (across reboots and sleeps)."""
+        return read_radio_log(self.radio_log)
+
     # ---- the supervisor thread -------------------------------------------------------
     def _supervise(self) -> None:
+        env = self.env
         with open(self.console_log, "a", encoding="utf-8") as log:
             while True:
                 with self._lock:
@@ -219,7 +281,7 @@ class Board:
                     # Its own session: a Ctrl-C in the terminal reaches the host tool, which
                     # stops the boards itself, not every board at once mid-request.
                     self._proc = subprocess.Popen(
-                        self.command, cwd=self.folder, env=self.env, stdin=subprocess.DEVNULL,
+                        self.command, cwd=self.folder, env=env, stdin=subprocess.DEVNULL,
                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
                         preexec_fn=_die_with_host,
                         text=True, encoding="utf-8", errors="replace")
@@ -228,6 +290,22 @@ class Board:
                     self._emit(log, line.rstrip("\r\n"))
                 status = proc.wait()
                 proc.stdout.close()
+                with open(self.radio_log, "a") as radio:
+                    radio.write(json.dumps({"t": time.time_ns() // 1_000_000, "event": "reset"}) + "\n")
+                env = self.env
+                if status == DEEPSLEEP_STATUS and not self._stopping:
+                    ms = self._sleep_request()
+                    self.sleeps.append(ms)
+                    if ms is None:  # until a wake-up pin, which a virtual board does not have
+                        self.returncode = status
+                        self._emit(log, "## deep sleep with no time to wake up: stopped")
+                        return
+                    self._emit(log, f"## deep sleep {ms} ms")
+                    if self._stopped.wait(ms / 1000 * self.time_scale):
+                        self.returncode = status
+                        return
+                    env = {**self.env, "IOTLINK_RESET_CAUSE": str(DEEPSLEEP_RESET)}
+                    continue
                 if self._stopping:
                     self.returncode = status
                     return
@@ -236,6 +314,16 @@ class Board:
                     self._emit(log, f"## exited with status {status}")
                     return
                 self._emit(log, "## reboot")
+
+    def _sleep_request(self) -> int | None:
+        """The ms machine.deepsleep() was given (None: no time), taken from the flash folder."""
+        path = self.folder / SLEEP_FILE
+        try:
+            text = path.read_text().strip()
+        except FileNotFoundError:
+            return None
+        path.unlink()
+        return int(text) if text else None
 
     def _emit(self, log, line: str) -> None:
         log.write(line + "\n")

@@ -16,6 +16,9 @@ IDLE = 0
 SLEEP = 2
 DEEPSLEEP = 4
 
+DEEPSLEEP_STATUS = 76  # the host's DEEPSLEEP_STATUS (tools/iotlink_tools/vboard/board.py)
+RTC_MEMORY_MAX = 2048  # bytes of RTC user memory: an ESP32's, as MicroPython builds it
+
 
 def _method(obj, methods, name):
     # obj.__getattr__(name) for the methods a lazily loaded class holds: the method joins obj's
@@ -130,10 +133,30 @@ def lightsleep(time_ms=None):
 
 
 def deepsleep(time_ms=None):
+    # Everything but the RTC stops: the process ends, and the virtual board sleeps time_ms
+    # (forever without one: a virtual board has no wake-up pin), then boots it again.
     _check_wdt()
-    if time_ms is not None:
-        time.sleep_ms(time_ms)
-    _reboot("deepsleep wake-up")
+    with open(".deepsleep", "w") as f:
+        f.write("" if time_ms is None else str(int(time_ms)))
+    print("machine: deep sleep" + ("" if time_ms is None else " for %d ms" % time_ms))
+    sys.exit(DEEPSLEEP_STATUS)
+
+
+class _RTCMethods:
+    # RTC's rarely used methods, moved into RTC on first use (RTC.__getattr__).
+    def memory(self, data=None):
+        # RTC.memory([data]): up to RTC_MEMORY_MAX bytes that survive deep sleep and resets.
+        if data is None:
+            try:
+                with open(".rtc_memory", "rb") as f:
+                    return f.read()
+            except OSError:
+                return b""
+        data = bytes(data)
+        if len(data) > RTC_MEMORY_MAX:
+            raise ValueError("buffer too long")
+        with open(".rtc_memory", "wb") as f:
+            f.write(data)
 
 
 def disable_irq():

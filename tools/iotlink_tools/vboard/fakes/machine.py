@@ -1,7 +1,12 @@
 # Fake `machine` for the MicroPython unix port: first on MICROPYPATH, it replaces the built-in.
 # Signatures follow docs.micropython.org/en/latest/library/machine*.html. Host contracts:
-#   * reset(), soft_reset(), deepsleep() and an expired WDT end the process with status 75:
-#     the virtual board (tools/iotlink_tools/vboard/board.py) starts it again, as a reboot;
+#   * reset(), soft_reset() and an expired WDT end the process with status 75: the virtual board
+#     (tools/iotlink_tools/vboard/board.py) starts it again, as a reboot;
+#   * deepsleep(time_ms) writes time_ms to .deepsleep in the flash folder and ends the process
+#     with status 76: the virtual board sleeps that long, then boots it with DEEPSLEEP_RESET;
+#   * RTC().memory() is kept in .rtc_memory, the time RTC().datetime() set in .rtc_time (the
+#     offset from the host clock): both survive resets and deep sleep, and the virtual board
+#     removes them at power-on, as a board's RTC domain keeps them only while it has power;
 #   * every level a pin drives is appended to $IOTLINK_PIN_LOG as {"pin": id, "value": 0|1};
 #   * an input reads the level last written to that pin id (0 if never, 1 with PULL_UP);
 #   * reset_cause() returns $IOTLINK_RESET_CAUSE (default PWRON_RESET).
@@ -138,19 +143,33 @@ class WDT:
 
 
 class RTC:
-    # The host clock, shifted by what datetime() last set. RTC(id=0): with no __init__,
-    # MicroPython accepts and ignores the id.
-    _offset = 0
+    # The host clock, shifted by what datetime() last set (kept in .rtc_time: it keeps running
+    # across resets and deep sleep). RTC(id=0): with no __init__, MicroPython accepts and
+    # ignores the id. memory() is _machine_more's.
+    _offset = None  # seconds, once read from .rtc_time or set
 
     def init(self, datetime):
         self.datetime(datetime)
 
     def datetime(self, datetimetuple=None):
         if datetimetuple is None:
+            if RTC._offset is None:
+                try:
+                    with open(".rtc_time") as f:
+                        RTC._offset = float(f.read())
+                except (OSError, ValueError):
+                    RTC._offset = 0
             t = time.localtime(time.time() + RTC._offset)
             return (t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0)
         y, mo, d, _, h, mi, s = datetimetuple[:7]
         RTC._offset = time.mktime((y, mo, d, h, mi, s, 0, 0)) - time.time()
+        with open(".rtc_time", "w") as f:
+            f.write(repr(RTC._offset))
+
+    def __getattr__(self, name):
+        import _machine_more
+
+        return _machine_more._method(self, _machine_more._RTCMethods, name)
 
 
 def reset():

@@ -10,6 +10,10 @@
 #   fail            STAT_CONNECT_FAIL
 #   fail_first:<n>  the first <n> connect() calls end in STAT_NO_AP_FOUND, later ones connect
 #   drop_after:<ms> the link drops once, <ms> after it came up (later connect() calls hold)
+#
+# $IOTLINK_RADIO_LOG: each change of the radio is appended there as a JSON line
+# {"t": host clock in ms, "event": "up" | "down" | "connect" | "disconnect"} (active(True) turns it
+# up, active(False) down), so that the host can add up how long the radio was on.
 import os
 
 # Only what the device loop uses is here: a board's built-in network takes no heap, this module
@@ -45,6 +49,15 @@ def hostname(name=None):
     _hostname = name
 
 
+def _log(event):
+    path = os.getenv("IOTLINK_RADIO_LOG")
+    if path:
+        import time
+
+        with open(path, "a") as f:
+            f.write('{"t": %d, "event": "%s"}\n' % (time.time_ns() // 1000000, event))
+
+
 def __getattr__(name):
     # The rest of the module is loaded on first use: the device loop never needs it.
     import _network_more
@@ -72,6 +85,8 @@ class WLAN:
     def active(self, is_active=None):
         if is_active is None:
             return self._active
+        if bool(is_active) != self._active:
+            _log("up" if is_active else "down")
         self._active = bool(is_active)
         if not self._active:
             self._status = STAT_IDLE
@@ -81,6 +96,7 @@ class WLAN:
         if not self._active:
             raise OSError("Wifi Not Started")  # what the ESP32 port raises
         connects += 1
+        _log("connect")
         self._ssid = ssid
         self._status = STAT_CONNECTING
         if os.getenv("IOTLINK_WIFI"):
@@ -89,6 +105,7 @@ class WLAN:
             _network_more._wlan_connect(self)
 
     def disconnect(self):
+        _log("disconnect")
         self._status = STAT_IDLE
 
     def isconnected(self):
