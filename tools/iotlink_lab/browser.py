@@ -11,6 +11,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 def chromium(profile: Path, width: int = 1100, height: int = 700):
     """A new headless Chromium with its profile in the folder profile, its window width x height."""
     from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
@@ -19,4 +20,9 @@ def chromium(profile: Path, width: int = 1100, height: int = 700):
                 "--disable-component-update", "--disable-sync", "--no-first-run",
                 f"--window-size={width},{height}", f"--user-data-dir={profile}"):
         options.add_argument(arg)
-    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    except WebDriverException:
+        # chromedriver may exit as it starts (e.g. another process took the free port selenium
+        # chose for it, on a busy machine): one more try, on a new port.
+        return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
