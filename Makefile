@@ -9,17 +9,28 @@ RUN_STAMP  := $(VENV)/.installed-run
 STAMP      := $(VENV)/.installed
 # `make run PORT=9090`: the port of the demo's server and web page.
 PORT ?= 8080
+# The web page's third-party assets (uPlot), pinned in its own lock file and served by the
+# local server from node_modules, so the page works offline.
+PAGE        := tools/iotlink_tools/devserver/static
+PAGE_ASSETS := $(PAGE)/node_modules/.installed
 
 .PHONY: run test test-fast bench mpy soak clean
 
 # One pinned file (pyproject.toml) says what the host needs; reinstall only when it changes.
-$(RUN_STAMP): pyproject.toml
+# The web page's chart library comes with it (order-only: it does not force a reinstall).
+$(RUN_STAMP): pyproject.toml | $(PAGE_ASSETS)
 	@echo "iotlink: creating the virtual environment $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	@echo "iotlink: installing the host tools and their pinned dependencies (a minute or two the first time)"
 	$(BIN)/pip install --disable-pip-version-check --progress-bar off -q -e .
 	@touch $@
 	@echo "iotlink: installed: $(BIN)/iotlink"
+
+# Installed when missing or re-pinned.
+$(PAGE_ASSETS): $(PAGE)/package-lock.json
+	@echo "iotlink: installing the web page's chart library (npm ci)"
+	cd $(PAGE) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 $(STAMP): $(RUN_STAMP)
 	@echo "iotlink: installing the test dependencies"
@@ -53,4 +64,4 @@ soak: $(RUN_STAMP)
 	$(BIN)/python -m iotlink_lab.soak --minutes $(MINUTES)
 
 clean:
-	rm -rf $(VENV) build .pytest_cache
+	rm -rf $(VENV) build .pytest_cache $(PAGE)/node_modules

@@ -5,6 +5,7 @@ import sys
 import pytest
 from support import REPO, run_mp
 
+from iotlink_lab.browser import CHROMEDRIVER, CHROMIUM, chromium
 from iotlink_tools.devserver import DevServer
 
 
@@ -48,26 +49,13 @@ def pty_board(tmp_path):
         board.stop()
 
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
 @pytest.fixture
 def browser(tmp_path):
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
         if os.environ.get("CI"):
             pytest.fail("chromium/chromium-driver missing: `make test` installs them")
         pytest.skip("chromium/chromium-driver missing: `make test` installs them")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run",
-                "--window-size=1100,700", f"--user-data-dir={tmp_path / 'chromium'}"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver = chromium(tmp_path / "chromium")
     yield driver
     driver.quit()
 

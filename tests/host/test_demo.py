@@ -35,7 +35,8 @@ def test_demo_shows_telemetry_and_stops_cleanly_on_ctrl_c(tmp_path):
         devices = list(rest.devices())
         assert [d["name"] for d in devices] == ["demo-board"]
         device_id = devices[0]["id"]["id"]
-        assert set(rest.latest_telemetry(device_id, ["uptime_s", "mem_free"])) == {"uptime_s", "mem_free"}
+        keys = ["uptime_s", "mem_free", "temperature", "humidity"]  # the last two: its simulated room sensor
+        assert set(rest.latest_telemetry(device_id, keys)) == set(keys)
         pins = rest.request("GET", f"/api/plugins/telemetry/DEVICE/{device_id}/values/attributes/CLIENT_SCOPE",
                             query={"keys": "gpio_pins"})
         assert pins[0]["value"] == ["23", "led"]

@@ -38,6 +38,8 @@ def test_the_wheel_carries_the_firmware_and_the_installed_package_uses_it(tmp_pa
         assert wheel.read(f"iotlink_tools/device/{name}") == (REPO / name).read_bytes(), name
     names = wheel.namelist()
     assert "iotlink_tools/vboard/fakes/machine.py" in names and "iotlink_tools/devserver/static/index.html" in names
+    for name in ("dist/uPlot.iife.min.js", "dist/uPlot.min.css", "LICENSE"):  # the page's chart library (npm ci)
+        assert f"iotlink_tools/devserver/static/node_modules/uplot/{name}" in names
 
     # Unpacked, as pip lays it out, and first on the path: the firmware comes from the package.
     site = tmp_path / "site"

@@ -23,9 +23,9 @@ from iotlink_tools.rest import ThingsBoardREST, multipart
 DAY0 = 1700000000000
 
 # Every route the devserver serves: ThingsBoard's (device API, REST API), thethings.iO's, and the
-# page's own two. A route added without being one of theirs fails this list.
+# page's own three. A route added without being one of theirs fails this list.
 ROUTES = {
-    ("GET", "/"), ("GET", "/static/{name}"),
+    ("GET", "/"), ("GET", "/static/{name}"), ("GET", "/static/vendor/{name}"),
     # ThingsBoard device API
     ("GET", "/api/v1/{token}/firmware"), ("GET", "/api/v1/{token}/software"),
     ("POST", "/api/v1/{token}/telemetry"), ("POST", "/api/v1/{token}/attributes"),

@@ -1,9 +1,9 @@
 """See iotlink work: the local server, a virtual board reporting to it, and the web page.
 
 Starts the devserver, creates the device "demo-board" (token DEMO_TOKEN), runs one virtual
-board against it (pins 23 and LED, telemetry every 5 s), and prints each telemetry the server
-stores, each line with its time. Open the printed address to watch it live and switch the
-board's pins. Ctrl-C stops all.
+board against it (pins 23 and LED, telemetry every 5 s, a simulated room sensor), and prints
+each telemetry the server stores, each line with its time. Open the printed address to watch it
+live, switch the board's pins and set its shared attributes. Ctrl-C stops all.
 
   iotlink demo                     # on http://127.0.0.1:8080/
   iotlink demo --http-port 9090 --interval 1
@@ -22,6 +22,7 @@ from pathlib import Path
 from ..devserver import DevServer
 from ..devserver.web import Exchange
 from ..options import add_http_port
+from ..vboard.sensors import ROOM_SENSORS
 from .devserver import start_server
 from .sim import DEFAULT_PINS, ConsolePrinter, parse_pins, start_boards, stop_boards
 
@@ -71,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         folder = args.dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="iotlink-demo-")))
         printer = ConsolePrinter([DEVICE, SERVER], clock=True)
         srv.listeners.append(TelemetryPrinter(srv, printer))
+        (folder / DEVICE).mkdir(parents=True, exist_ok=True)
+        (folder / DEVICE / "sensors.py").write_text(ROOM_SENSORS)  # the flash keeps it: start_boards adds the firmware
         boards = start_boards([(DEVICE, TOKEN)], folder, srv.url, args.pins, args.interval, printer)
         stack.callback(stop_boards, boards)
         printer.console.print(f"iotlink demo: server and web page on [bold]{srv.url}/[/]  "

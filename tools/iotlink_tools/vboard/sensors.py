@@ -1,10 +1,27 @@
-"""A sensors.py for virtual boards whose readings are numbered, so a run can count what was lost."""
+"""sensors.py files for virtual boards: readings that are numbered, so a run can count what was lost,
+and a simulated room, so the web page's charts have something to show."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 SEQ_FILE = "reading_seq"  # on the board's flash: how many readings were taken
+
+# A room whose temperature and humidity drift over minutes, with a little noise (`iotlink demo`).
+ROOM_SENSORS = """\
+import math
+import random
+import time
+
+
+def read():
+    minutes = time.time() / 60
+    noise = random.getrandbits(8) / 255 - 0.5
+    return {
+        "temperature": round(21.5 + 1.5 * math.sin(minutes / 2) + 0.3 * noise, 2),
+        "humidity": round(45 + 6 * math.sin(minutes / 5 + 1) + noise, 1),
+    }
+"""
 
 
 def numbered_sensors(keys: int) -> str:
