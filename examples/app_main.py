@@ -4,13 +4,7 @@
 #
 # Put it on the board as main.py, after `iotlink deploy` (which writes the stock main.py):
 #     mpremote connect /dev/ttyUSB0 cp examples/app_main.py :main.py + reset
-import sys
-import time
-
-import machine
-
-from iotlink import app as loop
-from iotlink import config
+from iotlink.app import run
 
 target = {"c": 20.0}  # the set point until the server gives one
 
@@ -40,24 +34,13 @@ def get_target(params):
     raise ValueError("unit must be C or F")
 
 
-def main():
-    # What the stock main.py does (iotlink.app.run), with the app's additions before the start.
-    wdt = loop.Watchdog()
-    cfg = loop.wait_for_config(config.PATH, wdt)
-    wdt.start(cfg.get("wdt_ms"))
-    app = loop.App(cfg, wdt)
+def setup(app):
+    # Called by run() with the loop before it starts.
     app.rpc.register("getTarget", get_target)
     app.follow(["target_c"], on_shared)
-    app.start()
-    if cfg["platform"] == "thethings":
-        app.client.commands.append("getTarget")  # thethings.iO: listen for this command too
-    app.run()
+    if app.cfg["platform"] == "thethings":
+        # thethings.iO: listen for this command too, once the client exists.
+        app.start_tasks.append(lambda: app.client.commands.append("getTarget"))
 
 
-try:
-    main()
-except Exception as e:
-    # As the stock loop does: print what happened and start over clean a while later.
-    sys.print_exception(e)
-    time.sleep(loop.RESTART_DELAY_S)
-    machine.reset()
+run(setup=setup)  # the stock loop, with the additions above; restarts the board on a fatal error

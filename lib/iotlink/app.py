@@ -452,7 +452,9 @@ def load_config(path, wdt):
         unload("app_once")
 
 
-def run(path=config.PATH):
+def run(path=config.PATH, setup=None):
+    # The firmware's loop, for ever. setup(app), if given, is an app's own additions (RPC methods,
+    # followed attributes, start tasks), made before the loop starts.
     print("iotlink %s" % __version__)
     try:
         wdt = Watchdog()
@@ -461,8 +463,10 @@ def run(path=config.PATH):
         if cfg.get("sleep", {}).get("mode") == "deep":
             from iotlink import app_sleep  # a battery board: this wake's work, then deep sleep
 
-            app_sleep.wake(App, cfg, wdt, path)
+            app_sleep.wake(App, cfg, wdt, path, setup)
         app = App(cfg, wdt, path)
+        if setup:
+            setup(app)
         app.start()
         app.run()
     except Exception as e:

@@ -43,8 +43,9 @@ CLOCK_RESYNC_MS = 24 * 3600 * 1000  # of uptime: the clock is set from the serve
 DEFAULTS = {"send_every": 6, "queue_max": 50, "limits": {}}
 
 
-def wake(App, cfg, wdt, path):
-    # This wake's work, then deep sleep; never returns. App: the device loop's class.
+def wake(App, cfg, wdt, path, setup=None):
+    # This wake's work, then deep sleep; never returns. App: the device loop's class; setup: as
+    # for app.run().
     start = time.ticks_ms()
     options = dict(DEFAULTS)
     options.update(cfg["sleep"])
@@ -54,6 +55,8 @@ def wake(App, cfg, wdt, path):
         sleep(state, state["rest"], state["up"] + time.ticks_diff(time.ticks_ms(), start), start)
     try:
         app = App(cfg, wdt, path, state["boot"])
+        if setup:
+            setup(app)
         app.up_ms = state["up"]
         app.interval_ms = interval  # a shared attribute's, from the last exchange
         set_clock(state, start)
