@@ -1,16 +1,8 @@
 # The rarely used part of the fake `machine` (see machine.py), loaded on the first attribute
-# machine.py or a Pin does not have: the device loop never needs it, so it takes no heap there.
-import os
+# machine.py or a Pin does not have: common device code never needs it, so it takes no heap there.
 import sys
-import time
 
 from machine import Pin, _check_wdt, _reboot
-
-PWRON_RESET = 1
-HARD_RESET = 2
-WDT_RESET = 3
-DEEPSLEEP_RESET = 4
-SOFT_RESET = 5
 
 IDLE = 0
 SLEEP = 2
@@ -98,42 +90,6 @@ def bootloader(value=None):
     # The board leaves the application (e.g. to the BOOTSEL drive): the process ends, no reboot.
     print("machine: bootloader")
     sys.exit(0)
-
-
-def unique_id():
-    # Stable per flash folder, different between virtual boards.
-    import hashlib
-
-    return hashlib.sha256(os.getcwd().encode()).digest()[:6]
-
-
-_freq = 160000000
-
-
-def freq(hz=None):
-    global _freq
-    _check_wdt()
-    if hz is None:
-        return _freq
-    _freq = hz
-
-
-def idle():
-    _check_wdt()
-    time.sleep_ms(1)
-
-
-def lightsleep(time_ms=None):
-    _check_wdt()
-    if time_ms is not None:
-        time.sleep_ms(time_ms)
-
-
-def deepsleep(time_ms=None):
-    _check_wdt()
-    if time_ms is not None:
-        time.sleep_ms(time_ms)
-    _reboot("deepsleep wake-up")
 
 
 def disable_irq():
