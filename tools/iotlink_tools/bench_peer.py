@@ -420,3 +420,45 @@ def run(names: list[str] | None = None, step: int = 1) -> dict:
 
 if __name__ == "__main__":
     print(json.dumps(run(sys.argv[1:] or None), indent=2))
+
+
+# ---- the footprint table: iotlink's rows (bench_loop, bench_romfs) beside the peers' ------
+
+BOARD_FACTOR = 0.70  # a 32-bit board's heap for these loops, over the 64-bit unix port's
+IOTLINK_DOES = "telemetry through a flash queue, RPC long-poll answers, attribute updates, OTA, recovery"
+
+
+def footprint_rows(loop: dict | None, romfs: dict | None, peers: dict | None) -> list[dict]:
+    """One row per loop: the smallest heap as measured, the fakes' share, the heap less it, and
+    what that means on a 32-bit board (x BOARD_FACTOR)."""
+    rows = []
+
+    def add(name: str, kib: int | None, fakes: int, does: str, does_not: str) -> None:
+        less = None if kib is None else round(kib - fakes / 1024, 1)
+        rows.append({"loop": name, "heap_kib": kib, "fakes_bytes": fakes, "heap_less_fakes_kib": less,
+                     "board_32bit_kib": None if less is None else round(less * BOARD_FACTOR, 1),
+                     "does": does, "does_not": does_not})
+
+    if loop:
+        add("iotlink (.mpy)", loop["smallest_heap_kib"], loop["fakes_heap_bytes"], IOTLINK_DOES, "-")
+        add("iotlink (.mpy), room for updates", loop["with_updates_kib"], loop["fakes_heap_bytes"],
+            IOTLINK_DOES + ", the OTA code loads", "-")
+    if romfs:
+        add("iotlink (library in ROMFS)", romfs["smallest_heap_kib"], romfs["fakes_heap_bytes"],
+            IOTLINK_DOES + "; bytecode in flash", "-")
+    for name, peer in (peers or {}).items():
+        add(name, peer["smallest_heap_kib"], peer["fakes_heap_bytes"], peer["does"], peer["does_not"])
+    return rows
+
+
+def describe_footprint(rows: list[dict]) -> str:
+    lines = [f"Smallest heap for {ITERATIONS} iterations, from .mpy (KiB; the fakes of machine and network, "
+             f"built into a board's firmware, measured and subtracted; a 32-bit board needs about "
+             f"x{BOARD_FACTOR:.2f})",
+             f"  {'loop':38s} {'heap':>6s} {'fakes':>6s} {'less':>6s} {'32-bit':>7s}  does / does not"]
+    for r in rows:
+        cells = [r["heap_kib"], round(r["fakes_bytes"] / 1024, 1), r["heap_less_fakes_kib"], r["board_32bit_kib"]]
+        lines.append(f"  {r['loop']:38s} " + " ".join(f"{'-' if c is None else c:>{7 if i == 3 else 6}}"
+                                                      for i, c in enumerate(cells))
+                     + f"  {r['does']} / {r['does_not']}")
+    return "\n".join(lines)
