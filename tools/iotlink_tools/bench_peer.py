@@ -34,6 +34,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from . import REPO, bench_loop
 from .bench_raw import SinkServer
@@ -342,10 +343,14 @@ class HostClient:
     def publish(self, topic: str, payload: dict) -> None:
         self._sock.sendall(_mqtt_packet(0x30, _mqtt_string(topic) + json.dumps(payload).encode()))
 
-    def call_rpc(self, request_id: int, method: str, params: dict, timeout_s: float) -> dict | None:
+    def call_rpc(self, request_id: int, method: str, params: dict, timeout_s: float,
+                 alive: Callable[[], bool]) -> dict | None:
+        """Send an RPC; its answer, or None after timeout_s or once alive() is false."""
         self.publish(f"v1/devices/me/rpc/request/{request_id}", {"method": method, "params": params})
+        deadline = time.monotonic() + timeout_s
         with self._answered:
-            self._answered.wait_for(lambda: request_id in self.answers, timeout_s)
+            while request_id not in self.answers and alive() and time.monotonic() < deadline:
+                self._answered.wait(0.05)
             return self.answers.get(request_id)
 
     def close(self) -> None:
@@ -354,50 +359,61 @@ class HostClient:
 
 # ---- one run, and the bisection ---------------------------------------------------------
 
-def drive(proc: subprocess.Popen, delivered, host: HostClient | None) -> bool:
+@dataclass
+class PeerRun:
+    ok: bool  # ran its iterations, all delivered, RPCs answered, no error
+    delivered: int
+    answers: dict[int, dict]  # RPC id -> the board's answer
+
+
+def drive(proc: subprocess.Popen, delivered: Callable[[], int], host: HostClient | None,
+          iterations: int) -> PeerRun:
     """Keep the board busy until it ends (the host's RPCs and attribute updates, as bench_loop's
-    host does); whether it ran its N iterations, delivered them all, and answered RPCs."""
+    host does); whether it ran its iterations, delivered them all, and answered RPCs."""
     deadline = time.monotonic() + RUN_TIMEOUT_S
     progress, seen, n = time.monotonic(), 0, 0
     while proc.poll() is None:
         if time.monotonic() > deadline or time.monotonic() - progress > STALLED_S:
-            return False
+            return PeerRun(False, delivered(), dict(host.answers) if host else {})
         if delivered() > seen:
             seen, progress = delivered(), time.monotonic()
-        if host is None:
-            time.sleep(0.05)
+        if host is None or not seen:  # no RPC before the first reading: the board subscribes first
+            time.sleep(0.01)
             continue
         n += 1
-        host.call_rpc(n, "setGpio" if n % 2 else "getGpio", {"pin": "23", "value": n % 2}, timeout_s=5)
+        host.call_rpc(n, "setGpio" if n % 2 else "getGpio", {"pin": "23", "value": n % 2}, timeout_s=5,
+                      alive=lambda: proc.poll() is None)
         if n % 50 == 0:
             host.publish("v1/devices/me/attributes", {"interval_ms": INTERVAL_MS + n % 2})
     end = time.monotonic() + 5  # the last records may still be on their way to the counter
-    while delivered() < ITERATIONS and time.monotonic() < end:
+    while delivered() < iterations and time.monotonic() < end:
         time.sleep(0.05)
-    answered = host is None or bool(host.answers)
-    return proc.returncode == 0 and delivered() >= ITERATIONS and answered
+    answers = dict(host.answers) if host else {}
+    ok = proc.returncode == 0 and delivered() >= iterations and (host is None or bool(answers))
+    return PeerRun(ok, delivered(), answers)
 
 
-def loop_runs(name: str, heap_kb: int, work: Path, fakes: Path, fetched: Path) -> bool:
-    """Whether the loop `name` runs ITERATIONS iterations in heap_kb KiB without an error."""
+def loop_runs(name: str, heap_kb: int, work: Path, fakes: Path, fetched: Path,
+              iterations: int = ITERATIONS) -> PeerRun:
+    """Run the loop `name` for `iterations` iterations in heap_kb KiB, driven as bench_loop's is."""
     loop = LOOPS[name]
     flash = Path(tempfile.mkdtemp(prefix=f"peer-{heap_kb}-", dir=work))
     if loop.libraries:
         with Mosquitto(flash) as broker:
             prepare_board(flash, loop, {"HOST": "127.0.0.1", "PORT": broker.port, "TOKEN": TOKEN,
-                                        "N": ITERATIONS, "INTERVAL_MS": INTERVAL_MS}, fetched)
+                                        "N": iterations, "INTERVAL_MS": INTERVAL_MS}, fetched)
             host = HostClient(broker.port)
             proc = start_board(flash, heap_kb, fakes)
             try:
-                return drive(proc, lambda: host.telemetry, host)
+                return drive(proc, lambda: host.telemetry, host, iterations)
             finally:
                 stop_board(proc)
                 host.close()
     with SinkServer() as server:
-        prepare_board(flash, loop, {"URL": server.url, "TOKEN": TOKEN, "N": ITERATIONS}, fetched)
+        prepare_board(flash, loop, {"URL": server.url, "TOKEN": TOKEN, "N": iterations}, fetched)
         proc = start_board(flash, heap_kb, fakes)
         try:
-            return drive(proc, lambda: server.requests, None)
+            return drive(proc, lambda: server.requests, None, iterations)
         finally:
             stop_board(proc)
 
@@ -411,7 +427,7 @@ def run(names: list[str] | None = None, step: int = 1) -> dict:
         fakes = bench_loop.compiled_fakes(work / "fakes")
         for name in names or list(LOOPS):
             loop = LOOPS[name]
-            runs = lambda kb, name=name: loop_runs(name, kb, work, fakes, fetched)  # noqa: E731
+            runs = lambda kb, name=name: loop_runs(name, kb, work, fakes, fetched).ok  # noqa: E731
             results[name] = {"smallest_heap_kib": bench_loop.bisect_heap_kb(runs, 4, 128, step),
                              "fakes_heap_bytes": bench_loop.fakes_heap_bytes(fakes, loop.fakes),
                              "does": loop.does, "does_not": loop.does_not}
