@@ -354,6 +354,10 @@ class HostClient:
             return self.answers.get(request_id)
 
     def close(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # ends the reader thread's recv()
+        except OSError:
+            pass  # the broker closed it first
         self._sock.close()
 
 

@@ -98,9 +98,14 @@ class SinkServer:
             return
 
     def stop(self) -> None:
-        self._sock.close()
-        for conn in self._conns:
-            conn.close()
+        # shutdown() wakes the thread blocked in accept(): close() alone would leave it there,
+        # still listening, for the rest of the process.
+        for sock in (self._sock, *self._conns):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # a connection the client already closed
+            sock.close()
 
     def __enter__(self) -> "SinkServer":
         return self
