@@ -203,10 +203,10 @@ def prepare_board(flash: Path, loop: Loop, constants: dict, fetched: Path) -> No
 
 
 def start_board(flash: Path, heap_kb: int, fakes: Path) -> subprocess.Popen:
-    log = open(flash.with_suffix(".console.log"), "w")
-    return subprocess.Popen(micropython_command(f"{heap_kb}K") + ["-c", "import peerloop"], cwd=flash,
-                            env={"MICROPYPATH": f"{fakes}:lib:.frozen"}, stdin=subprocess.DEVNULL,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(flash.with_suffix(".console.log"), "w") as log:  # the board writes to its own copy
+        return subprocess.Popen(micropython_command(f"{heap_kb}K") + ["-c", "import peerloop"], cwd=flash,
+                                env={"MICROPYPATH": f"{fakes}:lib:.frozen"}, stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop_board(proc: subprocess.Popen) -> None:
@@ -242,8 +242,8 @@ class Mosquitto:
         user = "user root\n" if os.geteuid() == 0 else ""
         config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
                           f"acl_file {acl}\nlog_dest stderr\n{user}")
-        self._log = open(folder / "mosquitto.log", "w")
-        self._proc = subprocess.Popen([exe, "-c", str(config)], stdout=self._log, stderr=subprocess.STDOUT)
+        with open(folder / "mosquitto.log", "w") as log:  # the broker writes to its own copy
+            self._proc = subprocess.Popen([exe, "-c", str(config)], stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -263,7 +263,6 @@ class Mosquitto:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
-        self._log.close()
 
     def __enter__(self) -> "Mosquitto":
         return self
