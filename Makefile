@@ -47,14 +47,26 @@ BROWSER := /usr/bin/chromium /usr/bin/chromedriver
 $(BROWSER) &:
 	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver
 
-test: $(STAMP) $(BROWSER)
+# The MQTT peers' benchmark (and its test) run a local broker: Debian's mosquitto.
+MOSQUITTO := /usr/sbin/mosquitto
+$(MOSQUITTO):
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto
+
+# MicroPython's WebAssembly port (32-bit), run by node for the bench's 32-bit import figures.
+WASM_PACKAGE := @micropython/micropython-webassembly-pyscript@1.28.0-6
+WASM_PORT := build/wasm/node_modules/@micropython/micropython-webassembly-pyscript/micropython.mjs
+$(WASM_PORT):
+	npm install --prefix build/wasm --no-save --no-audit --no-fund $(WASM_PACKAGE)
+
+test: $(STAMP) $(BROWSER) $(MOSQUITTO)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not browser" $(PYTEST_ARGS)
 
-bench: $(RUN_STAMP)
-	$(BIN)/python -m iotlink_lab.bench
+# BENCH_ARGS="--only peers" runs one part (see python -m iotlink_lab.bench --help).
+bench: $(RUN_STAMP) $(MOSQUITTO) $(WASM_PORT)
+	$(BIN)/python -m iotlink_lab.bench $(BENCH_ARGS)
 
 mpy: $(RUN_STAMP)
 	$(BIN)/iotlink mpy

@@ -1,7 +1,8 @@
-"""`make bench`: iotlink measured against the naive way and the limit, in one run.
+"""`make bench`: iotlink measured against the naive way, its peers and the limit, in one run.
 
 Every figure comes from the real `micropython` unix port talking to a local devserver (plain
-HTTP and TLS), so ratios between rows are meaningful; absolute numbers depend on the machine.
+HTTP and TLS), a local MQTT broker (the peers) or a read-only sink (the limit), so ratios between
+rows are meaningful; absolute numbers depend on the machine. `--only PART` runs one part.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from iotlink_tools import firmware
 from iotlink_tools.devserver import DevServer
 from iotlink_tools.vboard import FAKES, micropython_command
 
-from . import bench_heap, bench_loop, bench_ota, bench_radio, bench_romfs
+from . import bench_heap, bench_loop, bench_ota, bench_peer, bench_radio, bench_raw, bench_romfs, bench_wasm
 from .tlsutil import make_pki
 
 TOKEN = "BENCH_TOKEN"
@@ -184,23 +185,42 @@ def print_rates(title: str, rates: dict[str, float]) -> None:
         print(f"  {name:40s} {rate:10.1f} {rate / base:8.2f}")
 
 
-def run_all(n: int, heap_minutes: float) -> dict:
+PARTS = ("throughput", "footprint", "peers", "wasm", "limit", "ota", "heap", "radio")
+
+
+def run_all(n: int, heap_minutes: float, parts: tuple[str, ...] = PARTS) -> dict:
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        pki = make_pki(work)
-        with DevServer() as plain, DevServer(tls=(str(pki["cert"]), str(pki["key"]))) as tls:
-            for srv in (plain, tls):
-                srv.add_device("bench", TOKEN)
-            results["telemetry over HTTP"] = throughput(plain.url, work, n)
-            results["telemetry over TLS"] = throughput(tls.url, work, max(n // 4, BATCH))
-            results["heap per telemetry send (bytes)"] = heap_per_send(plain.url, work)
-        results["library RAM and size"] = import_ram(work)
-    results["the loop in the smallest heap, .mpy"] = bench_loop.run()
-    results["the loop in the smallest heap, ROMFS"] = bench_romfs.run()
-    results["OTA: 1 MiB package in a 64 KiB heap"] = bench_ota.run()
-    results["heap over a long run, an RPC a second"] = bench_heap.run(heap_minutes)
-    results["radio-on time per reading"] = bench_radio.run()
+        if "throughput" in parts:
+            pki = make_pki(work)
+            with DevServer() as plain, DevServer(tls=(str(pki["cert"]), str(pki["key"]))) as tls:
+                for srv in (plain, tls):
+                    srv.add_device("bench", TOKEN)
+                results["telemetry over HTTP"] = throughput(plain.url, work, n)
+                results["telemetry over TLS"] = throughput(tls.url, work, max(n // 4, BATCH))
+                results["heap per telemetry send (bytes)"] = heap_per_send(plain.url, work)
+        if "footprint" in parts:
+            results["library RAM and size"] = import_ram(work)
+    if "footprint" in parts:
+        results["the loop in the smallest heap, .mpy"] = bench_loop.run()
+        results["the loop in the smallest heap, ROMFS"] = bench_romfs.run()
+    if "peers" in parts:
+        results["peers in the smallest heap, .mpy"] = bench_peer.run()
+    if "footprint" in parts or "peers" in parts:
+        results["footprint beside peers"] = bench_peer.footprint_rows(
+            results.get("the loop in the smallest heap, .mpy"), results.get("the loop in the smallest heap, ROMFS"),
+            results.get("peers in the smallest heap, .mpy"))
+    if "wasm" in parts:
+        results["import heap, 64-bit unix port and 32-bit WebAssembly port"] = bench_wasm.run()
+    if "limit" in parts:
+        results["batched limit, raw socket and iotlink"] = bench_raw.run()
+    if "ota" in parts:
+        results["OTA: 1 MiB package in a 64 KiB heap"] = bench_ota.run()
+    if "heap" in parts:
+        results["heap over a long run, an RPC a second"] = bench_heap.run(heap_minutes)
+    if "radio" in parts:
+        results["radio-on time per reading"] = bench_radio.run()
     return results
 
 
@@ -209,28 +229,43 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--points", type=int, default=1000, help="telemetry points per throughput row")
     p.add_argument("--json", type=Path, default=Path("build") / "bench.json")
     p.add_argument("--heap-minutes", type=float, default=10, help="length of the heap-growth run")
+    p.add_argument("--only", action="append", choices=PARTS,
+                   help="run only this part (repeatable): throughput (rates, heap per send), footprint "
+                        "(library RAM, the loop's smallest heap), peers (MQTT and naive loops' smallest heap), "
+                        "wasm (32-bit import heap), limit (batched vs raw socket), ota, heap (long run), radio (radio-on time per reading)")
     args = p.parse_args(argv)
-    results = run_all(args.points, args.heap_minutes)
-    print_rates("Telemetry over HTTP (local devserver)", results["telemetry over HTTP"])
-    print_rates("Telemetry over TLS (local devserver, ECDSA P-256)", results["telemetry over TLS"])
-    heap = results["heap per telemetry send (bytes)"]
-    print("\nHeap allocated per telemetry send")
-    for name, size in heap.items():
-        print(f"  {name:40s} {size:10d} bytes {size / heap['naive']:8.2f} x naive")
-    print("\nLibrary footprint")
-    for name, size in results["library RAM and size"].items():
-        print(f"  {name:40s} {size:10d}")
-    print(f"\nSmallest heap: {bench_loop.describe(results['the loop in the smallest heap, .mpy'])}")
-    print(f"Smallest heap: {bench_romfs.describe(results['the loop in the smallest heap, ROMFS'])}")
-    ota = results["OTA: 1 MiB package in a 64 KiB heap"]
-    print(f"\nOTA: {ota['package_bytes']} bytes in {ota['chunks']} chunks at {ota['throughput_kib_s']} KiB/s, "
-          f"{ota['algorithm']}; heap {ota['heap_before_update_bytes']} before, peak {ota['heap_peak_bytes']} "
-          f"(heapsize {ota['heapsize']}), {ota['fw_state']}")
-    heap = results["heap over a long run, an RPC a second"]
-    print(f"\nHeap over {heap['minutes']} minutes, {heap['rpcs']} RPCs (one a second): free heap at its lowest "
-          f"{heap['mem_free_min_first_minute']} bytes in the first minute, {heap['mem_free_min_last_minute']} "
-          f"in the last ({heap['growth_bytes']} bytes of growth), {heap['boots']} boot(s)")
-    print("\n" + bench_radio.report(results["radio-on time per reading"]))
+    results = run_all(args.points, args.heap_minutes, tuple(args.only or PARTS))
+    if "telemetry over HTTP" in results:
+        print_rates("Telemetry over HTTP (local devserver)", results["telemetry over HTTP"])
+        print_rates("Telemetry over TLS (local devserver, ECDSA P-256)", results["telemetry over TLS"])
+        heap = results["heap per telemetry send (bytes)"]
+        print("\nHeap allocated per telemetry send")
+        for name, size in heap.items():
+            print(f"  {name:40s} {size:10d} bytes {size / heap['naive']:8.2f} x naive")
+    if "library RAM and size" in results:
+        print("\nLibrary footprint (imported after machine and network: no fakes in these figures)")
+        for name, size in results["library RAM and size"].items():
+            print(f"  {name:40s} {size:10d}")
+        print(f"\nSmallest heap: {bench_loop.describe(results['the loop in the smallest heap, .mpy'])}")
+        print(f"Smallest heap: {bench_romfs.describe(results['the loop in the smallest heap, ROMFS'])}")
+    if "footprint beside peers" in results:
+        print(f"\n{bench_peer.describe_footprint(results['footprint beside peers'])}")
+    if "import heap, 64-bit unix port and 32-bit WebAssembly port" in results:
+        print(f"\n{bench_wasm.describe(results['import heap, 64-bit unix port and 32-bit WebAssembly port'])}")
+    if "batched limit, raw socket and iotlink" in results:
+        print(f"\n{bench_raw.describe(results['batched limit, raw socket and iotlink'])}")
+    if "OTA: 1 MiB package in a 64 KiB heap" in results:
+        ota = results["OTA: 1 MiB package in a 64 KiB heap"]
+        print(f"\nOTA: {ota['package_bytes']} bytes in {ota['chunks']} chunks at {ota['throughput_kib_s']} KiB/s, "
+              f"{ota['algorithm']}; heap {ota['heap_before_update_bytes']} before, peak {ota['heap_peak_bytes']} "
+              f"(heapsize {ota['heapsize']}), {ota['fw_state']}")
+    if "heap over a long run, an RPC a second" in results:
+        heap = results["heap over a long run, an RPC a second"]
+        print(f"\nHeap over {heap['minutes']} minutes, {heap['rpcs']} RPCs (one a second): free heap at its lowest "
+              f"{heap['mem_free_min_first_minute']} bytes in the first minute, {heap['mem_free_min_last_minute']} "
+              f"in the last ({heap['growth_bytes']} bytes of growth), {heap['boots']} boot(s)")
+    if "radio-on time per reading" in results:
+        print("\n" + bench_radio.report(results["radio-on time per reading"]))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
     print(f"\nfigures saved to {args.json}")

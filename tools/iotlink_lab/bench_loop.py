@@ -7,7 +7,7 @@ flash queue carries every record. The firmware runs as a board would get it from
 built in). Heap sizes are bisected between a floor that fails and a ceiling that works.
 
 The fakes take heap that a board's built-in machine and network do not: the same run measures
-that share too, so the figure can be read both ways (it is never subtracted from the result).
+that share too, and `make bench` shows every footprint figure both as measured and less it.
 """
 
 from __future__ import annotations
@@ -30,21 +30,22 @@ ITERATIONS = 1000
 UPDATES_OFF = "ota: not enough free memory"
 STALLED_S = 30  # no record delivered for this long: the run failed (a run takes about 30 s)
 
-# What the loop makes of the fakes: both modules imported, the Wi-Fi station interface (net.py).
+# What a loop makes of the fakes: the modules imported, the Wi-Fi station interface (net.py).
 FAKES_PROGRAM = """
 import gc
 gc.collect()
 before = gc.mem_alloc()
-import machine, network
+import {modules}
 network.WLAN(network.STA_IF)
 gc.collect()
 print(gc.mem_alloc() - before)
 """
 
 
-def fakes_heap_bytes(fakes: Path) -> int:
-    """Heap the compiled hardware fakes take in the loop (in the firmware on a real board)."""
-    proc = subprocess.run(micropython_command() + ["-c", FAKES_PROGRAM], env={"MICROPYPATH": str(fakes)},
+def fakes_heap_bytes(fakes: Path, modules: tuple[str, ...] = ("machine", "network")) -> int:
+    """Heap the compiled hardware fakes a loop imports take (in the firmware on a real board)."""
+    program = FAKES_PROGRAM.format(modules=", ".join(modules))
+    proc = subprocess.run(micropython_command() + ["-c", program], env={"MICROPYPATH": str(fakes)},
                           capture_output=True, text=True, timeout=60, check=True)
     return int(proc.stdout.split()[-1])
 
@@ -112,7 +113,13 @@ def smallest_heap_kb(work: Path, low: int = 16, high: int = 256, step: int = 4,
     sends interleave by timing), so the size found runs once more; if that run fails, the
     figure is the next size up that passes.
     """
-    runs = functools.partial(loop_runs, work=work, make_board=make_board, updates=updates)
+    return bisect_heap_kb(functools.partial(loop_runs, work=work, make_board=make_board, updates=updates),
+                          low, high, step)
+
+
+def bisect_heap_kb(runs: Callable[[int], bool], low: int, high: int, step: int) -> int | None:
+    """The smallest heap (KiB, a multiple of step) in which runs(heap_kb) is true; None if not
+    even high. Any loop's bench bisects with this, so its figures compare with this loop's."""
     ceiling = high
     if not runs(high):
         return None

@@ -1,22 +1,13 @@
 # The rarely used part of the fake `machine` (see machine.py), loaded on the first attribute
-# machine.py or a Pin does not have: the device loop never needs it, so it takes no heap there.
-import os
+# machine.py or a Pin does not have: common device code never needs it, so it takes no heap there.
 import sys
-import time
 
 from machine import Pin, _check_wdt, _reboot
-
-PWRON_RESET = 1
-HARD_RESET = 2
-WDT_RESET = 3
-DEEPSLEEP_RESET = 4
-SOFT_RESET = 5
 
 IDLE = 0
 SLEEP = 2
 DEEPSLEEP = 4
 
-DEEPSLEEP_STATUS = 76  # the host's DEEPSLEEP_STATUS (tools/iotlink_tools/vboard/board.py)
 RTC_MEMORY_MAX = 2048  # bytes of RTC user memory: an ESP32's, as MicroPython builds it
 
 
@@ -101,45 +92,6 @@ def bootloader(value=None):
     # The board leaves the application (e.g. to the BOOTSEL drive): the process ends, no reboot.
     print("machine: bootloader")
     sys.exit(0)
-
-
-def unique_id():
-    # Stable per flash folder, different between virtual boards.
-    import hashlib
-
-    return hashlib.sha256(os.getcwd().encode()).digest()[:6]
-
-
-_freq = 160000000
-
-
-def freq(hz=None):
-    global _freq
-    _check_wdt()
-    if hz is None:
-        return _freq
-    _freq = hz
-
-
-def idle():
-    _check_wdt()
-    time.sleep_ms(1)
-
-
-def lightsleep(time_ms=None):
-    _check_wdt()
-    if time_ms is not None:
-        time.sleep_ms(time_ms)
-
-
-def deepsleep(time_ms=None):
-    # Everything but the RTC stops: the process ends, and the virtual board sleeps time_ms
-    # (forever without one: a virtual board has no wake-up pin), then boots it again.
-    _check_wdt()
-    with open(".deepsleep", "w") as f:
-        f.write("" if time_ms is None else str(int(time_ms)))
-    print("machine: deep sleep" + ("" if time_ms is None else " for %d ms" % time_ms))
-    sys.exit(DEEPSLEEP_STATUS)
 
 
 class _RTCMethods:

@@ -16,8 +16,16 @@
 import os
 import time
 
-# Only what the device loop uses is here: a board's built-in machine takes no heap, this module
-# does. The rest of the API is in _machine_more, loaded on first use (__getattr__ below).
+# What a board's firmware has built in and common device code uses (Pin, WDT, RTC, unique_id,
+# reset_cause and its constants, freq, the sleeps) is here: a board's built-in machine takes no
+# heap, this module does, and `make bench` measures and subtracts it. The rarely used rest is in
+# _machine_more, loaded on first use (__getattr__ below), so it costs no heap where unused.
+
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
 
 _levels = {}  # pin id -> last level written to it
 _wdt_timeout = None  # ms, once a WDT was created
@@ -177,12 +185,53 @@ def reset():
 
 
 def reset_cause():
-    return int(os.getenv("IOTLINK_RESET_CAUSE") or 1)  # PWRON_RESET
+    return int(os.getenv("IOTLINK_RESET_CAUSE") or PWRON_RESET)
+
+
+def unique_id():
+    # Stable per flash folder, different between virtual boards.
+    import hashlib
+
+    return hashlib.sha256(os.getcwd().encode()).digest()[:6]
+
+
+_freq = 160000000
+
+
+def freq(hz=None):
+    global _freq
+    _check_wdt()
+    if hz is None:
+        return _freq
+    _freq = hz
+
+
+def idle():
+    _check_wdt()
+    time.sleep_ms(1)
+
+
+def lightsleep(time_ms=None):
+    _check_wdt()
+    if time_ms is not None:
+        time.sleep_ms(time_ms)
+
+
+def deepsleep(time_ms=None):
+    # Everything but the RTC stops: the process ends, and the virtual board sleeps time_ms
+    # (forever without one: a virtual board has no wake-up pin), then boots it again.
+    import sys
+
+    _check_wdt()
+    with open(".deepsleep", "w") as f:
+        f.write("" if time_ms is None else str(int(time_ms)))
+    print("machine: deep sleep" + ("" if time_ms is None else " for %d ms" % time_ms))
+    sys.exit(76)  # the host's DEEPSLEEP_STATUS (tools/iotlink_tools/vboard/board.py)
 
 
 def __getattr__(name):
-    # The rest of the API (Signal, ADC, sleep, freq, unique_id, the reset causes...) is loaded on
-    # first use: the device loop never needs it.
+    # The rest of the API (Signal, ADC, soft_reset, bootloader, the IRQ and sleep-mode names...)
+    # is loaded on first use: common device code never needs it.
     import _machine_more
 
     return getattr(_machine_more, name)
