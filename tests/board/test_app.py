@@ -437,8 +437,8 @@ def test_the_firmware_as_mpy_runs_in_a_small_heap(server, device, tmp_path):
     shutil.rmtree(folder / "lib")
     compile_library(folder / "lib")
     fakes = compiled_fakes(tmp_path / "fakes")
-    # `make bench` finds the smallest heap for 1,000 iterations (76 KiB, and 84 KiB with room for
-    # the OTA code): 96 KiB leave a margin for a loaded test machine.
+    # `make bench` finds the smallest heap for 1,000 iterations; 96 KiB leave a margin above it for
+    # a loaded test machine.
     with Board(folder, heapsize="96K", env={"MICROPYPATH": f"{fakes}:lib:.frozen"}) as board:
         wait_until(lambda: records(telemetry(server)), 10, "telemetry")
         assert server.call_rpc("test-device", "setGpio", {"pin": "23", "value": 1}) == {"pin": "23", "value": 1}

@@ -1,4 +1,4 @@
-"""What the device loop keeps in RAM: the OTA code only while it has work (issue #8, footprint).
+"""What the device loop keeps in RAM: the OTA code only while it has work.
 
 Loaded from .mpy, a module's bytecode lives in the heap, so the loop unloads the OTA code after
 the start-up report and loads it again only when a package other than the running one is

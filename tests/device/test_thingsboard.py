@@ -292,7 +292,7 @@ COLD = ["requests", "iotlink.http_oneshot", "iotlink.http_tls_once", "iotlink.th
 
 
 def test_the_loop_calls_load_no_cold_code_and_rare_calls_unload_theirs(server, device, mp):
-    # issue #8: the frozen `requests`, TLS set-up, provisioning, claim, client RPC and the package
+    # The frozen `requests`, TLS set-up, provisioning, claim, client RPC and the package
     # download are in RAM only while used; the steady loop's calls never load them.
     server.add_provision_profile("KEY", "SECRET")
     server.queue_rpc("test-device", "getGpio", {"pin": "23"})
