@@ -134,8 +134,11 @@ def console_has(board, text):
 
 
 # ---- OTA: boots of a board in micropython ------------------------------------------------
+# One boot: boot.py's update guard (imported, so its own boot sequence does not run), then the
+# app's side as the loop does it: report_boot(), then check() with the shared attributes.
 BOOT = """
 import os, json
+import boot
 from iotlink.thingsboard import ThingsBoard
 from iotlink import ota, ota_swap
 KILL = {kill!r}
@@ -143,13 +146,13 @@ def hook(step):
     print("@@" + json.dumps(step))
     if step == KILL:
         os.system("kill -9 $PPID")  # a power cut: no finally, no flush, nothing after
-ota_swap.hook = hook
-ota.resume()
+ota_swap.hook = boot.hook = hook
+boot.resume()
 
 def walk(folder, found):
     for entry in os.ilistdir(folder or "."):
         path = folder + entry[0]
-        if folder or entry[0] not in (".ota", ".esp32", "_test_script.py"):
+        if folder or entry[0] not in {board_only!r}:
             if entry[1] == 0x4000:
                 walk(path + "/", found)
             else:
@@ -169,7 +172,7 @@ out("idle")
 """
 
 REBOOT = 75
-BOARD_ONLY = (".ota", ".esp32", "_test_script.py")
+BOARD_ONLY = (".ota", ".esp32", "_test_script.py", "boot.py")  # not the app: tree() leaves them out
 
 
 def make_tar(files, fmt=tarfile.PAX_FORMAT, dirs=()):
@@ -193,11 +196,13 @@ def tree(flash):
 
 
 def script(server, kill=None, url=None, report_boot=True):
-    return BOOT.format(kill=kill, url=url or server.url, attrs_url=server.url,
+    return BOOT.format(kill=kill, url=url or server.url, attrs_url=server.url, board_only=BOARD_ONLY,
                        report="up.report_boot()" if report_boot else "True")
 
 
 def boot(mp, server, **kw):
+    """One boot of the board whose flash is mp's (the firmware's boot.py put there first)."""
+    (mp.flash / "boot.py").write_bytes((REPO / "boot.py").read_bytes())
     return mp(script(server, **kw), check=False, timeout=30)
 
 

@@ -156,7 +156,7 @@ class App:
         try:
             from iotlink.ota import Updater
 
-            updater = Updater(self.client)
+            updater = Updater(self.client, feed=self.wdt.feed)
             if updater.report_boot():
                 self.running = updater.running()
                 self.follow(Updater.KEYS, self.check_updates)
@@ -184,7 +184,8 @@ class App:
                 return  # nothing new announced
             from iotlink.ota import Updater
 
-            self.updater = Updater(self.client)  # kept: it counts the tries of each package
+            # Kept: it counts the tries of each package. It feeds the watchdog while it downloads.
+            self.updater = Updater(self.client, feed=self.wdt.feed)
         self.updater.check(shared)
 
     def provision(self):

@@ -1,29 +1,72 @@
 # A persistent HTTP/1.1 connection: keep-alive (no TCP/TLS handshake per request), chunked
 # replies, and TLS that verifies the server when CA data is given. Same response shape as
 # `requests` (status_code, headers, raw, close), so http.read_body/read_into work on it.
+#
+# Every request has a deadline, DEADLINE times its timeout, whatever the server does: the reply
+# is read from a non-blocking socket, each read after a poll that waits no longer than the
+# timeout and never past the deadline. (A blocking read waits for its whole buffer, so a server
+# sending a byte now and then would hold it for hours.)
+import select
 import socket
+import time
 
 from micropython import const
 
 from iotlink import http, unload
-from iotlink.errors import ProtocolError, TLSError
+from iotlink.errors import ProtocolError, Timeout, TLSError
 
 # readline(n) reserves n bytes in one piece before it reads: in a small, fragmented heap a
 # large n fails where the line itself would fit. So lines are read MAX_LINE bytes at a time
 # and only their start is kept: the values iotlink parses (status, lengths, chunk sizes) are short.
 MAX_LINE = 128
-_MAX_LINE_PIECES = const(32)  # a line longer than this many pieces (4 KB) is not from the API we speak
+_MAX_LINE_BYTES = const(4096)  # a longer line is not from the API we speak
 _MAX_HEADERS = const(48)
+_HEX = b"0123456789abcdefABCDEF"
+DEADLINE = 3  # a request and its reply end within this many times its timeout
 
 
-def read_line(sock):
-    # The next line, cut to its first MAX_LINE bytes; the rest of a longer line is read and dropped.
-    line = rest = sock.readline(MAX_LINE)
-    for _ in range(_MAX_LINE_PIECES):
-        if not rest or rest[-1] == 10:  # EOF, or the line ended (b"\n")
+class Waiter:
+    # Waits for a non-blocking socket to have bytes: `timeout` at most each time, and never past
+    # the deadline of the exchange (start()).
+    def __init__(self, sock, timeout):
+        self._poll = select.poll()
+        self._poll.register(sock, select.POLLIN)
+        self._timeout_ms = max(1, int(timeout * 1000))
+        self._deadline = time.ticks_ms()
+
+    def start(self, timeout):
+        self._timeout_ms = max(1, int(timeout * 1000))
+        self._deadline = time.ticks_add(time.ticks_ms(), DEADLINE * self._timeout_ms)
+
+    def wait(self):
+        left = time.ticks_diff(self._deadline, time.ticks_ms())
+        if left <= 0:
+            raise Timeout("no whole reply within %d s" % (DEADLINE * self._timeout_ms // 1000))
+        if not self._poll.poll(min(self._timeout_ms, left)):
+            raise Timeout("timed out")
+
+
+def read_line(sock, waiter):
+    # The next line from a non-blocking socket, cut to its first MAX_LINE bytes (the rest of a
+    # longer line is read and dropped); b"" at EOF.
+    line = b""
+    seen = 0
+    while True:
+        waiter.wait()
+        piece = sock.readline(MAX_LINE)
+        if piece is None:
+            continue  # readable, but not a whole TLS record yet
+        if not piece:
             return line
-        rest = sock.readline(MAX_LINE)
-    raise ProtocolError("line too long")
+        if not line:
+            line = piece  # the usual case: the whole line at once, no copy
+        elif len(line) < MAX_LINE:
+            line += piece[: MAX_LINE - len(line)]
+        if piece[-1] == 10:  # b"\n"
+            return line
+        seen += len(piece)
+        if seen > _MAX_LINE_BYTES:
+            raise ProtocolError("line too long")
 
 
 def split_url(url):
@@ -57,6 +100,7 @@ class Response:
         self.raw = self
         self._conn = conn
         self._sock = conn._sock
+        self._waiter = conn._waiter
         self._left = length  # bytes left in the body (or the current chunk); None: until EOF
         self._chunked = chunked
         self.done = length == 0 and not chunked
@@ -67,18 +111,21 @@ class Response:
             self._conn.close()
 
     def _next_chunk(self):
-        line = read_line(self._sock)
+        line = read_line(self._sock, self._waiter)
         if line == b"\r\n":  # the CRLF closing the previous chunk
-            line = read_line(self._sock)
+            line = read_line(self._sock, self._waiter)
         if not line:
             raise ProtocolError("reply truncated")
-        try:
-            size = int(line.split(b";")[0].strip(), 16)
-        except ValueError:
+        digits = line.split(b";")[0].strip()
+        if not 0 < len(digits) <= 8 or digits.lstrip(_HEX):  # not "-1", "0x10", "+5"
             raise ProtocolError("bad chunk header")
+        size = int(digits, 16)
         if size == 0:
-            while len(read_line(self._sock)) > 2:
-                pass  # trailers, up to the blank line (or EOF)
+            for _ in range(_MAX_HEADERS):
+                if len(read_line(self._sock, self._waiter)) <= 2:
+                    break  # trailers, up to the blank line (or EOF)
+            else:
+                raise ProtocolError("too many trailer lines")
             self.done = True
         self._left = size
 
@@ -92,7 +139,10 @@ class Response:
         view = memoryview(buf)
         if self._left is not None and self._left < len(buf):
             view = view[: self._left]
-        n = self._sock.readinto(view)
+        n = None
+        while n is None:  # None: readable, but not a whole TLS record yet
+            self._waiter.wait()
+            n = self._sock.readinto(view)
         if not n:
             if self._left is not None:
                 raise ProtocolError("reply truncated")
@@ -115,6 +165,7 @@ class Connection:
         self._addr = None  # resolved once: getaddrinfo has no timeout
         self._sock = None
         self._tcp = None
+        self._waiter = None
         self._reusable = False
         default = 443 if self.scheme == "https" else 80
         self._host = self.host if self.port == default else "%s:%d" % (self.host, self.port)
@@ -138,12 +189,13 @@ class Connection:
             tcp.close()
             raise
         self._tcp = tcp  # TLS sockets have no settimeout: the TCP socket's timeout applies
+        self._waiter = Waiter(sock, timeout)
         return sock
 
     def close(self):
         if self._sock:
             self._sock.close()
-        self._sock = None
+        self._sock = self._waiter = None
         self._reusable = False
 
     def open(self, method, url, body=None, timeout=None, headers=None, keep=http.keep_header):
@@ -167,9 +219,11 @@ class Connection:
             try:
                 if not reused:
                     self._sock = self._connect(timeout)
-                self._tcp.settimeout(timeout)
+                self._waiter.start(timeout)
+                self._tcp.settimeout(timeout)  # blocking, for the request
                 self._sock.write(request)
-                status_line = read_line(self._sock)
+                self._sock.setblocking(False)  # and not for the reply: see Waiter
+                status_line = read_line(self._sock, self._waiter)
                 if not status_line and reused and not attempt:
                     self.close()
                     continue
@@ -196,7 +250,7 @@ class Connection:
         headers = {}
         keep_alive = parts[0] == b"HTTP/1.1"
         for _ in range(_MAX_HEADERS):
-            line = read_line(self._sock)
+            line = read_line(self._sock, self._waiter)
             if not line or line[0] in b"\r\n":  # EOF, or the blank line ending the head
                 break
             keep(line, headers)
@@ -208,8 +262,7 @@ class Connection:
         elif connection == b"keep-alive":
             keep_alive = True
         chunked = b"chunked" in headers.pop("transfer-encoding", b"").lower()
-        length = None if chunked else headers.get("content-length")
-        length = int(length) if length is not None else None
+        length = None if chunked else http.length(headers)
         if head_only:  # the headers describe the body a GET would have; none follows
             chunked, length = False, 0
         if length is None and not chunked:

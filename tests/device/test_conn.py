@@ -95,7 +95,7 @@ def get():
     status, body, _ = Connection({raw.url!r}, timeout=3).request("GET", {raw.url!r} + "/x")
     return http.loads(body)
 out(attempt(get))
-""", heapsize="48k")
+""", heapsize="56k")
         assert run.result == expected
     finally:
         raw.stop()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from iotlink_tools import LIB, REPO
+from support import LIB, REPO
 
 PACKAGE = LIB / "iotlink"
 INIT = "__init__"  # the package itself: `from iotlink import unload` depends on it
