@@ -7,6 +7,7 @@ with the shared attributes read from the server. A run ending with status 75 res
 import io
 import json
 import os
+import shutil
 import tarfile
 
 import pytest
@@ -252,12 +253,68 @@ def test_algorithm_the_port_lacks_is_refused(board, server):
     ("lib/../../escape.py", "unsafe path"),
     ("config.json", "package may not contain config.json"),
     (".ota/state.json", "package may not contain .ota"),
+    # FAT, the boards' file system, takes these for the names above: so does the board.
+    ("CONFIG.JSON", "package may not contain CONFIG.JSON"),
+    ("Config.json", "package may not contain Config.json"),
+    ("config.json.", "package may not contain config.json."),
+    (".OTA/state.json", "package may not contain .OTA"),
+    # The update guard, and what each board keeps for itself.
+    ("boot.py", "package may not contain boot.py"),
+    ("Boot.PY", "package may not contain Boot.PY"),
+    ("queue/head", "package may not contain queue"),
+    ("token.chosen", "package may not contain token.chosen"),
+    ("certs/ca.der", "package may not contain certs"),  # the CA file config.json names
 ])
 def test_hostile_tar_members_are_refused(board, server, name, error):
+    (board.flash / "config.json").write_text('{"token": "TEST_TOKEN", "ca": "/certs/ca.der"}')
     offer(server, make_tar({"main.py": b"print('evil')\n", name: b"EVIL = 1\n"}))
     assert boot(board, server).returncode == 0
-    assert_failed(board, server, error)
+    sent = wire(server)
+    assert sent[-1][0] == "FAILED" and error in sent[-1][1], sent
+    assert tree(board.flash) == {**OLD_APP, **USER_FILES, "config.json": (board.flash / "config.json").read_bytes()}
+    assert (board.flash / "boot.py").read_bytes() == (REPO / "boot.py").read_bytes()
+    assert not (board.flash / ".ota/stage").exists()
     assert not (board.flash.parent / "escape.py").exists()
+
+
+def test_mpy_files_of_another_micropython_are_refused_before_the_swap(board, server):
+    # Compiled for MicroPython with .mpy version 5: this one (version 6) cannot import them.
+    app = {**NEW_APP, "lib/iotlink/app.mpy": b"M\x05\x00\x1f" + bytes(40)}
+    offer(server, make_tar(app))
+    run = boot(board, server)
+    assert run.returncode == 0 and "journal" not in run.results  # no reset, nothing journaled
+    assert_failed(board, server, "lib/iotlink/app.mpy is .mpy version 5, this MicroPython loads version 6")
+    assert not (board.flash / ".ota/state.json").exists()  # no job ever written
+
+
+def deep(levels):
+    return "/".join(["d"] * levels)
+
+
+def test_a_300_level_folder_fails_the_update_and_the_next_one_installs(board, server):
+    offer(server, make_tar({"main.py": b"print('deep')\n", deep(300) + "/x.py": b"X = 1\n"}))
+    assert boot(board, server).returncode == 0
+    assert_failed(board, server, "path deeper than 16 levels in package: d/d/d/")
+    offer(server, make_tar(NEW_APP), version="2.1")
+    boot_until_idle(board, server)
+    assert tree(board.flash) == {**NEW_APP, **USER_FILES} and states(server)[-1] == "UPDATED"
+
+
+def test_any_depth_left_on_the_flash_is_removed(board, server):
+    # A staging folder 300 levels deep (an older firmware unpacked one): boot.py removes it, and
+    # so does the update code before it unpacks the next package.
+    for folder in (".ota/stage", ".ota/old"):
+        path = board.flash / folder / deep(300)
+        path.mkdir(parents=True)
+        (path / "x.py").write_text("X = 1\n")
+    offer(server, make_tar(NEW_APP))
+    boot_until_idle(board, server)
+    assert tree(board.flash) == {**NEW_APP, **USER_FILES} and states(server) == UPDATED
+    assert sorted(p.name for p in (board.flash / ".ota").iterdir()) == ["state.json"]
+    shutil.copytree(board.flash / "lib", board.flash / ".ota/stage/lib")
+    (board.flash / ".ota/stage" / deep(300)).mkdir(parents=True)
+    board("from iotlink import ota_swap\nota_swap.rmtree('.ota/stage')")
+    assert not (board.flash / ".ota/stage").exists()
 
 
 def test_links_in_a_tar_are_refused(board, server):
@@ -333,6 +390,27 @@ def test_new_app_that_never_reaches_the_server_is_rolled_back(board, server):
     assert current(server) == ("iotlink", "0.1.0")
     assert len(server.requests_to("/firmware")) == 3  # the refused package is not fetched again
     assert boot(board, server).returncode == 0 and len(server.requests_to("/firmware")) == 3
+
+
+@pytest.mark.parametrize("files, why", [
+    ({"main.py": b"def broken(:\n"}, "did not start (SyntaxError: invalid syntax)"),
+    # lib/ replaced whole by one without the module main.py imports (as a lib/ without iotlink)
+    ({"main.py": b"import old\nprint('new app')\n", "lib/new.py": b"NEW = 1\n"},
+     "did not start (ImportError: no module named 'old')"),
+    ({"main.py": b"raise OSError(5)\n"}, "did not start (OSError: [Errno 5] EIO)"),
+    ({"main.py": b"print('done')\n"}, "ended before it reached the server"),
+])
+def test_a_new_app_that_cannot_start_is_rolled_back_by_boot_py(board, server, files, why):
+    offer(server, make_tar(files))
+    assert boot(board, server).returncode == REBOOT  # downloaded, verified, journaled
+    trial = board("", args=["boot.py"], check=False)  # the board's next boot, as it runs boot.py
+    assert trial.returncode == REBOOT  # reset by the guard: no human step
+    back = boot(board, server)  # and the next: rolled back, the old app reports why
+    assert back.returncode == 0 and back.results[-1] == "idle"
+    assert after_resume(back) == text({**OLD_APP, **USER_FILES})
+    assert wire(server)[-1] == ("FAILED", "app 2.0 %s: rolled back" % why)
+    assert current(server) == ("iotlink", "0.1.0")
+    assert not (board.flash / ".ota/old").exists() and not (board.flash / ".ota/stage").exists()
 
 
 @pytest.mark.parametrize("step", ["rollback", "restore main.py", "restore lib", "finished"])
