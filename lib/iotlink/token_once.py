@@ -11,7 +11,7 @@ import os
 
 from iotlink import config
 from iotlink.errors import ConfigError, HTTPError, ProvisionError
-from iotlink.files import write_atomic
+from iotlink.files import read, write_atomic
 from iotlink.thingsboard import ThingsBoard
 
 CHOSEN = "token.chosen"  # the token this board asks ThingsBoard for, kept until it is saved
@@ -59,11 +59,10 @@ def _request(cfg, timeout):
 def _chosen():
     # The token this board asks for, on flash before it is sent.
     try:
-        with open(CHOSEN) as f:
-            token = f.read().strip()
+        token = read(CHOSEN).decode().strip()
         if token:
             return token
-    except OSError:
+    except (OSError, UnicodeError):
         pass  # none chosen yet
     token = binascii.hexlify(os.urandom(10)).decode()
     write_atomic(CHOSEN, token.encode())
