@@ -524,3 +524,40 @@ def test_boot_py_finishes_an_interrupted_swap(board, server):
     job = json.loads((board.flash / ".ota/state.json").read_text())["job"]
     assert job["phase"] == "trial" and job["boots"] == 1
     assert job["error"] == "ended before it reached the server"
+
+
+# ---- the watchdog ----------------------------------------------------------------------------
+
+SLOW_DOWNLOAD = """
+import time
+from iotlink import app
+wdt = app.Watchdog()
+cfg = app.config.load()
+a = app.App(cfg, wdt)
+a.start()
+while a.start_tasks:
+    a.step()
+conn = a.client.transport
+request = conn.open
+def slow(method, url, *args, **kw):  # a slow network: each chunk takes 400 ms
+    if "/firmware?" in url:
+        time.sleep_ms(400)
+    return request(method, url, *args, **kw)
+conn.open = slow
+wdt.start(cfg["wdt_ms"])
+a.read_attributes()  # the package announced: downloaded, verified, journaled, reset
+"""
+
+
+def test_the_loop_feeds_its_watchdog_while_an_update_downloads(board, server):
+    # The fake machine.WDT resets the board at the first call into machine after it expired:
+    # here at the latest the update's own reset.
+    (board.flash / "config.json").write_text(json.dumps({"server": server.url, "token": "TEST_TOKEN",
+                                                         "wdt_ms": 1000, "interval_s": 60}))
+    data = make_tar({**NEW_APP, "lib/data.bin": os.urandom(20000)})
+    offer(server, data)
+    run = board(SLOW_DOWNLOAD, check=False)
+    assert run.returncode == REBOOT
+    assert "machine: reset" in run.stdout and "WDT not fed" not in run.stdout, run.stdout
+    assert json.loads((board.flash / ".ota/state.json").read_text())["job"]["phase"] == "swap"
+    assert chunk_requests(server) == list(range(-(-len(data) // 4096)))  # 8 chunks: 3.2 s
