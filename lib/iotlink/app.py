@@ -40,9 +40,11 @@ UNSTAMPED_AFTER_MS = 60 * 1000  # no clock after this long: send records placed 
 # loop's requests, and only a reset makes it whole again (the queue is on flash: nothing is lost).
 MEMORY_ERRORS_BEFORE_RESET = 10
 BATCH_BYTES = 4096  # of queued JSON per request at most; less when the heap is short
-# 4xx that say "this request is wrong", not "try later": a batch that gets one is dropped.
-_REFUSED = (401, 403)
-_RETRY = (408, 429)
+_REFUSED = (401, 403)  # the device itself: recover() waits long (or provisions again)
+# The records themselves: the batch is halved until the one record refused is alone, and that
+# one is dropped. Any other 4xx (a proxy's 404, 405, 409, 410...) says nothing about the
+# records: they stay queued and recover() backs off as after a network error.
+_BAD_RECORDS = (400, 413)
 
 
 class Watchdog:
@@ -97,6 +99,7 @@ class App:
         self.poll_max_ms = min(MAX_POLL_MS, wdt_ms // 2) if wdt_ms else MAX_POLL_MS
         self.rpc = Dispatcher(cfg["pins"])
         self.outbox = Outbox(cfg["queue_kb"] * 1024)
+        self.batch_records = None  # records per batch while a refused batch is halved
         self.sensors = None  # the user's sensors.py, once start() loaded it
         self.sensor_error = None  # why it could not be used
         self.shared_keys = ["interval_s"]
@@ -358,18 +361,26 @@ class App:
         # A batch takes about 3 times its JSON in RAM (the records, the body, the request): a
         # board with less free heap drains its queue in smaller requests instead of failing on them.
         gc.collect()
-        body, receipt = self.outbox.batch(min(BATCH_BYTES, gc.mem_free() // 4))
-        refused = None
+        body, receipt = self.outbox.batch(min(BATCH_BYTES, gc.mem_free() // 4), self.batch_records)
+        count = self.outbox.count(receipt)
         try:
             self.client.send_telemetry(body)
         except HTTPError as e:
-            if e.status < 400 or e.status >= 500 or e.status in _REFUSED + _RETRY:
+            if e.status not in _BAD_RECORDS:
                 raise
-            refused = e.status  # the server will never take this batch (400, 413...)
-        # Refused for good, it leaves the queue as dropped: it must not block the rest.
-        count = self.outbox.sent(receipt, refused is not None)
-        if refused is not None:
-            print("queue: server refused %d records (HTTP %d): dropped" % (count, refused))
+            if count > 1:
+                self.batch_records = count // 2
+                print("queue: server refused %d records (HTTP %d): sending %d at a time"
+                      % (count, e.status, self.batch_records))
+                return
+            # Refused alone, for good: it leaves the queue as dropped, and must not block the rest.
+            self.outbox.sent(receipt, True)
+            self.batch_records = None
+            print("queue: server refused a record (HTTP %d): dropped" % e.status)
+            return
+        self.outbox.sent(receipt)
+        if not self.outbox.pending:
+            self.batch_records = None
         print("queue: sent %d, %d left" % (count, self.outbox.pending))
 
     # ---- attributes ------------------------------------------------------------------
