@@ -297,11 +297,14 @@ class RawServer:
 
     reply=None: accept and never answer (a server that hangs). With close=False the
     connection stays open after the reply, as a server ignoring `Connection: close` would.
+    drip=s: the reply goes a byte at a time, one every s seconds, from byte `drip_from` on.
     """
 
-    def __init__(self, reply: bytes | None, close: bool = True):
+    def __init__(self, reply: bytes | None, close: bool = True, drip: float | None = None, drip_from: int = 0):
         self.reply = reply
         self.close = close
+        self.drip = drip
+        self.drip_from = drip_from
         self.requests: list[bytes] = []
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
@@ -326,11 +329,21 @@ class RawServer:
                 data = self._read_request(conn)
                 self.requests.append(data)
                 if self.reply is not None:
-                    conn.sendall(self.reply)
+                    self._send(conn, self.reply)
                     if self.close:
                         conn.close()
             except OSError:
                 pass
+
+    def _send(self, conn: socket.socket, reply: bytes) -> None:
+        if self.drip is None:
+            conn.sendall(reply)
+            return
+        conn.sendall(reply[:self.drip_from])
+        for i in range(self.drip_from, len(reply)):
+            if self._stop.wait(self.drip):
+                return
+            conn.sendall(reply[i:i + 1])
 
     @staticmethod
     def _read_request(conn: socket.socket) -> bytes:

@@ -21,6 +21,7 @@ import machine
 from iotlink import __version__, clock, config, net, unload
 from iotlink.config_values import positive_number
 from iotlink.errors import ConfigError, HTTPError, IotlinkError, ProvisionError, WifiError
+from iotlink.http import DEADLINE
 from iotlink.outbox import Outbox
 from iotlink.rpc import Dispatcher
 from iotlink.thingsboard import MAX_POLL_MS
@@ -95,7 +96,8 @@ class App:
         self.backoff_max_ms = _ms(cfg["backoff_max_s"])
         wdt_ms = cfg.get("wdt_ms")
         # A blocking call cannot feed the watchdog: requests and polls must end well before it.
-        self.timeout_s = max(1, min(HTTP_TIMEOUT_S, wdt_ms // 2000)) if wdt_ms else HTTP_TIMEOUT_S
+        # A request ends within DEADLINE timeouts, whatever the server does (http.Waiter).
+        self.timeout_s = max(1, min(HTTP_TIMEOUT_S, wdt_ms // (1000 * (DEADLINE + 1)))) if wdt_ms else HTTP_TIMEOUT_S
         self.poll_max_ms = min(MAX_POLL_MS, wdt_ms // 2) if wdt_ms else MAX_POLL_MS
         self.rpc = Dispatcher(cfg["pins"])
         self.outbox = Outbox(cfg["queue_kb"] * 1024)

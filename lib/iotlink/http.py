@@ -1,7 +1,9 @@
 # What iotlink's two transports share (http_transport.py picks one): bounded body reads, JSON
-# bodies, error mapping, the reply headers kept.
+# bodies, error mapping, the reply headers kept, the deadline of a reply.
 import errno
 import json
+import select
+import time
 
 from iotlink.errors import ConnectionFailed, HTTPError, ProtocolError, Timeout
 
@@ -16,6 +18,34 @@ _KEPT_HEADERS = {
     for name in ("content-length", "retry-after", "connection", "transfer-encoding")
 }
 TIMEOUT_ERRNOS = (errno.ETIMEDOUT, errno.EAGAIN)
+DEADLINE = 3  # a reply ends within this many times the request's timeout, however it comes
+
+
+class Waiter:
+    # Waits for a non-blocking socket to have bytes: the timeout at most each time, and never
+    # past the deadline start() set. A blocking read would wait for its whole buffer instead, so
+    # a server sending a byte now and then could hold a request for hours.
+    def __init__(self, sock):
+        self._poll = select.poll()
+        self._poll.register(sock, select.POLLIN)
+        self._timeout_ms = self._deadline = 0
+
+    def start(self, timeout):
+        self._timeout_ms = max(1, int(timeout * 1000))
+        self._deadline = time.ticks_add(time.ticks_ms(), DEADLINE * self._timeout_ms)
+
+    def ready(self, ms):
+        for _ in self._poll.ipoll(ms):  # ipoll: no list allocated per wait, as poll() would
+            return True
+        return False
+
+    def wait(self):
+        left = time.ticks_diff(self._deadline, time.ticks_ms())
+        if left > 0 and self.ready(min(self._timeout_ms, left)):
+            return
+        if left < self._timeout_ms:
+            raise Timeout("no whole reply within %d s" % (DEADLINE * self._timeout_ms // 1000))
+        raise Timeout("timed out")
 
 
 def keep_header(line, headers):

@@ -2,18 +2,14 @@
 # replies, and TLS that verifies the server when CA data is given. Same response shape as
 # `requests` (status_code, headers, raw, close), so http.read_body/read_into work on it.
 #
-# Every request has a deadline, DEADLINE times its timeout, whatever the server does: the reply
-# is read from a non-blocking socket, each read after a poll that waits no longer than the
-# timeout and never past the deadline. (A blocking read waits for its whole buffer, so a server
-# sending a byte now and then would hold it for hours.)
-import select
+# Every request has a deadline, whatever the server does (http.Waiter): the reply is read from
+# a non-blocking socket, each read after a poll.
 import socket
-import time
 
 from micropython import const
 
 from iotlink import http, unload
-from iotlink.errors import ProtocolError, Timeout, TLSError
+from iotlink.errors import ProtocolError, TLSError
 
 # readline(n) reserves n bytes in one piece before it reads: in a small, fragmented heap a
 # large n fails where the line itself would fit. So lines are read MAX_LINE bytes at a time
@@ -22,28 +18,6 @@ MAX_LINE = 128
 _MAX_LINE_BYTES = const(4096)  # a longer line is not from the API we speak
 _MAX_HEADERS = const(48)
 _HEX = b"0123456789abcdefABCDEF"
-DEADLINE = 3  # a request and its reply end within this many times its timeout
-
-
-class Waiter:
-    # Waits for a non-blocking socket to have bytes: `timeout` at most each time, and never past
-    # the deadline of the exchange (start()).
-    def __init__(self, sock, timeout):
-        self._poll = select.poll()
-        self._poll.register(sock, select.POLLIN)
-        self._timeout_ms = max(1, int(timeout * 1000))
-        self._deadline = time.ticks_ms()
-
-    def start(self, timeout):
-        self._timeout_ms = max(1, int(timeout * 1000))
-        self._deadline = time.ticks_add(time.ticks_ms(), DEADLINE * self._timeout_ms)
-
-    def wait(self):
-        left = time.ticks_diff(self._deadline, time.ticks_ms())
-        if left <= 0:
-            raise Timeout("no whole reply within %d s" % (DEADLINE * self._timeout_ms // 1000))
-        if not self._poll.poll(min(self._timeout_ms, left)):
-            raise Timeout("timed out")
 
 
 def read_line(sock, waiter):
@@ -67,6 +41,14 @@ def read_line(sock, waiter):
         seen += len(piece)
         if seen > _MAX_LINE_BYTES:
             raise ProtocolError("line too long")
+
+
+def chunk_size(line):
+    # The size a chunk header line gives: hex digits only (not "-1", "0x10", "+5"), 8 at most.
+    digits = line.split(b";")[0].strip()
+    if not 0 < len(digits) <= 8 or digits.lstrip(_HEX):
+        raise ProtocolError("bad chunk header")
+    return int(digits, 16)
 
 
 def split_url(url):
@@ -116,10 +98,7 @@ class Response:
             line = read_line(self._sock, self._waiter)
         if not line:
             raise ProtocolError("reply truncated")
-        digits = line.split(b";")[0].strip()
-        if not 0 < len(digits) <= 8 or digits.lstrip(_HEX):  # not "-1", "0x10", "+5"
-            raise ProtocolError("bad chunk header")
-        size = int(digits, 16)
+        size = chunk_size(line)
         if size == 0:
             for _ in range(_MAX_HEADERS):
                 if len(read_line(self._sock, self._waiter)) <= 2:
@@ -189,7 +168,7 @@ class Connection:
             tcp.close()
             raise
         self._tcp = tcp  # TLS sockets have no settimeout: the TCP socket's timeout applies
-        self._waiter = Waiter(sock, timeout)
+        self._waiter = http.Waiter(sock)
         return sock
 
     def close(self):

@@ -7,9 +7,29 @@ except ImportError:
     import urequests as requests
 
 from iotlink.errors import ProtocolError
-from iotlink.http import MAX_BODY, keep_header, network_error, read_body
+from iotlink.http import MAX_BODY, Waiter, keep_header, network_error, read_body
 
 JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+class _Body:
+    # The reply's body, read from the socket `requests` left open under a deadline (http.Waiter).
+    # The status and headers before it `requests` reads itself, each read bounded by the timeout.
+    def __init__(self, sock, timeout):
+        sock.setblocking(False)
+        self._sock = sock
+        self._waiter = Waiter(sock)
+        self._waiter.start(timeout)
+
+    def readinto(self, buf):
+        n = None
+        while n is None:  # None: readable, but not a whole TLS record yet
+            self._waiter.wait()
+            n = self._sock.readinto(buf)
+        return n
+
+    def close(self):
+        self._sock.close()
 
 
 def open(method, url, body=None, timeout=10, headers=None, keep=keep_header):
@@ -21,9 +41,11 @@ def open(method, url, body=None, timeout=10, headers=None, keep=keep_header):
         hdrs = dict(hdrs)
         hdrs.update(headers)
     try:
-        return requests.request(
+        resp = requests.request(
             method, url, data=body, headers=hdrs, timeout=timeout, parse_headers=keep
         )
+        resp.raw = _Body(resp.raw, timeout)
+        return resp
     except OSError as e:
         raise network_error(e)
     except (ValueError, IndexError, NotImplementedError) as e:

@@ -271,7 +271,7 @@ def test_a_silent_server_is_a_timeout_not_a_hang(mp):
 def test_hostile_replies_are_clear_errors_in_a_small_heap(mp, reply, expected):
     raw = RawServer(reply)
     try:
-        run = mp(tb(raw.url) + "out(attempt(tb.request_attributes))", heapsize="48k")
+        run = mp(tb(raw.url) + "out(attempt(tb.request_attributes))", heapsize="52k")
         assert run.result[0] == "ProtocolError"
         assert expected in run.result[2]
     finally:
