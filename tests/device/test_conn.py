@@ -78,6 +78,10 @@ out([c.request("POST", {raw.url!r} + "/x", b"1")[0], c.request("POST", {raw.url!
      ["ok", {"a": 12}]),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n", ["ProtocolError", "reply truncated"]),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", ["ProtocolError", "bad chunk header"]),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n{}", ["ProtocolError", "bad chunk header"]),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\n{}", ["ProtocolError", "bad chunk header"]),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n" + b"X-Trailer: 1\r\n" * 100,
+     ["ProtocolError", "too many trailer lines"]),
     (b"HTTP/1.0 200 OK\r\n\r\n{\"until\": \"eof\"}", ["ok", {"until": "eof"}]),
     (b"HTTP/1.1 200 OK\r\n" + b"X-Junk: 1\r\n" * 100 + b"\r\n{}", ["ProtocolError", "too many header lines"]),
     # A long header line (a cookie, a policy) is read past in pieces; the lines after it still count.
