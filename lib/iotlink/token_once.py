@@ -18,8 +18,15 @@ CHOSEN = "token.chosen"  # the token this board asks ThingsBoard for, kept until
 
 
 def obtain(cfg, path, timeout):
-    # A new token, put into cfg and saved into the config file at path.
+    # A new token, put into cfg and saved into the config file at path. One config.json would
+    # refuse is never saved: the board would wait for a fixed file for ever.
     token = _request(cfg, timeout)
+    checked = dict(cfg)
+    checked["token"] = token
+    try:
+        config.check(checked)
+    except ConfigError as e:
+        raise ProvisionError("FAILURE", "the server's token is not usable: %s" % e)
     cfg["token"] = token
     try:
         config.save_token(token, path)
