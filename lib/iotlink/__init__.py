@@ -4,7 +4,7 @@
 # however indirectly, one that imports it (tests/device/test_module_graph.py checks).
 #
 #   errors            every exception iotlink raises
-#   files             atomic file writes (a power cut leaves the old file or the new one)
+#   files             atomic file writes (a power cut leaves the old file or the new one), and reads
 #   config            config.json: load (checked once a boot), save the token, the CA file
 #   config_values       its defaults and the number rules the loop applies too
 #   config_once         its checks
@@ -29,22 +29,24 @@
 #   app               the device loop: one supervisor, scheduling, RPC answers, OTA wiring
 #   app_once            its start: a good config, sensors.py, the platform client
 #   token_once        a token for a board without one (provisioning, activation)
-#   ota               updates: what to install, what the server hears; resume() at boot
-#   ota_swap            the flash journal: swap a verified app in, roll back
+#   ota               updates: what to install, what the server hears
+#   ota_swap            the app's side of the update journal: start a swap, end it
 #   ota_once            one update: download, verify, apply
-#   ota_tar             a tar package unpacked as it downloads
+#   ota_tar             a tar package unpacked as it downloads, its names and .mpy files checked
 #   ota_esp32           an ESP32 app image written to the next OTA partition
 #   checksum          ThingsBoard's package checksums
 #   checksum_blocks     a stream cut into whole blocks (pure-Python hashes, image writer)
 #   checksum_murmur3    MurmurHash3, 32 and 128 bits
 #   checksum_sha512     SHA-512 and SHA-384 for ports without them
 #
+# The update guard is not here: boot.py, which no update may replace, swaps a verified app in,
+# runs it on trial and rolls it back, importing nothing of lib/.
+#
 # RAM: loaded from .mpy, a module's bytecode lives in the heap as long as the module is loaded.
 # So one rule: a module whose name ends in `_once` is imported for one call and unloaded right
 # after it (unload() below); every other module stays loaded once imported. The update code is
-# the one group unloaded while it has no work: ota and ota_swap go after boot.py's resume() and
-# after the start-up report, and come back when a package other than the running one is
-# announced. The rest comes with use: the loop never imports the OTA modules, http_oneshot or
+# the one group unloaded while it has no work: ota and ota_swap go after the start-up report,
+# and come back when a package other than the running one is announced. The rest comes with use: the loop never imports the OTA modules, http_oneshot or
 # thethings* unless it needs them.
 __version__ = "0.1.0"
 
