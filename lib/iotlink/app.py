@@ -96,7 +96,7 @@ class App:
         self.backoff_max_ms = _ms(cfg["backoff_max_s"])
         wdt_ms = cfg.get("wdt_ms")
         # A blocking call cannot feed the watchdog: requests and polls must end well before it.
-        # A request ends within DEADLINE timeouts, whatever the server does (http.Waiter).
+        # A request ends within DEADLINE timeouts, whatever the server does (http.wait).
         self.timeout_s = max(1, min(HTTP_TIMEOUT_S, wdt_ms // (1000 * (DEADLINE + 1)))) if wdt_ms else HTTP_TIMEOUT_S
         self.poll_max_ms = min(MAX_POLL_MS, wdt_ms // 2) if wdt_ms else MAX_POLL_MS
         self.rpc = Dispatcher(cfg["pins"])

@@ -21,31 +21,29 @@ TIMEOUT_ERRNOS = (errno.ETIMEDOUT, errno.EAGAIN)
 DEADLINE = 3  # a reply ends within this many times the request's timeout, however it comes
 
 
-class Waiter:
-    # Waits for a non-blocking socket to have bytes: the timeout at most each time, and never
-    # past the deadline start() set. A blocking read would wait for its whole buffer instead, so
-    # a server sending a byte now and then could hold a request for hours.
-    def __init__(self, sock):
-        self._poll = select.poll()
-        self._poll.register(sock, select.POLLIN)
-        self._timeout_ms = self._deadline = 0
+def watch(sock):
+    # A poll object that tells when the non-blocking socket has bytes for wait().
+    poll = select.poll()
+    poll.register(sock, select.POLLIN)
+    return poll
 
-    def start(self, timeout):
-        self._timeout_ms = max(1, int(timeout * 1000))
-        self._deadline = time.ticks_add(time.ticks_ms(), DEADLINE * self._timeout_ms)
 
-    def ready(self, ms):
-        for _ in self._poll.ipoll(ms):  # ipoll: no list allocated per wait, as poll() would
-            return True
-        return False
+def deadline(timeout_ms):
+    # The ticks by which the reply to a request sent now must have come whole.
+    return time.ticks_add(time.ticks_ms(), DEADLINE * timeout_ms)
 
-    def wait(self):
-        left = time.ticks_diff(self._deadline, time.ticks_ms())
-        if left > 0 and self.ready(min(self._timeout_ms, left)):
+
+def wait(poll, until, timeout_ms):
+    # Until the socket `poll` watches has bytes: timeout_ms at most, and never past the ticks
+    # `until`; Timeout otherwise. Replies are read so, non-blocking: a blocking read waits for
+    # its whole buffer, and a server sending a byte now and then would hold it for hours.
+    left = time.ticks_diff(until, time.ticks_ms())
+    if left > 0:
+        for _ in poll.ipoll(min(timeout_ms, left)):  # ipoll: no list allocated, as poll() would
             return
-        if left < self._timeout_ms:
-            raise Timeout("no whole reply within %d s" % (DEADLINE * self._timeout_ms // 1000))
-        raise Timeout("timed out")
+    if left < timeout_ms:
+        raise Timeout("no whole reply within %d s" % (DEADLINE * timeout_ms // 1000))
+    raise Timeout("timed out")
 
 
 def keep_header(line, headers):

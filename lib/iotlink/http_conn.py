@@ -2,8 +2,8 @@
 # replies, and TLS that verifies the server when CA data is given. Same response shape as
 # `requests` (status_code, headers, raw, close), so http.read_body/read_into work on it.
 #
-# Every request has a deadline, whatever the server does (http.Waiter): the reply is read from
-# a non-blocking socket, each read after a poll.
+# Every request has a deadline, whatever the server does: the reply is read from a non-blocking
+# socket, each read after http.wait().
 import socket
 
 from micropython import const
@@ -20,13 +20,13 @@ _MAX_HEADERS = const(48)
 _HEX = b"0123456789abcdefABCDEF"
 
 
-def read_line(sock, waiter):
+def read_line(sock, wait):
     # The next line from a non-blocking socket, cut to its first MAX_LINE bytes (the rest of a
-    # longer line is read and dropped); b"" at EOF.
+    # longer line is read and dropped); b"" at EOF. wait(): until the socket has bytes.
     line = b""
     seen = 0
     while True:
-        waiter.wait()
+        wait()
         piece = sock.readline(MAX_LINE)
         if piece is None:
             continue  # readable, but not a whole TLS record yet
@@ -82,7 +82,7 @@ class Response:
         self.raw = self
         self._conn = conn
         self._sock = conn._sock
-        self._waiter = conn._waiter
+        self._wait = conn.wait
         self._left = length  # bytes left in the body (or the current chunk); None: until EOF
         self._chunked = chunked
         self.done = length == 0 and not chunked
@@ -93,15 +93,15 @@ class Response:
             self._conn.close()
 
     def _next_chunk(self):
-        line = read_line(self._sock, self._waiter)
+        line = read_line(self._sock, self._wait)
         if line == b"\r\n":  # the CRLF closing the previous chunk
-            line = read_line(self._sock, self._waiter)
+            line = read_line(self._sock, self._wait)
         if not line:
             raise ProtocolError("reply truncated")
         size = chunk_size(line)
         if size == 0:
             for _ in range(_MAX_HEADERS):
-                if len(read_line(self._sock, self._waiter)) <= 2:
+                if len(read_line(self._sock, self._wait)) <= 2:
                     break  # trailers, up to the blank line (or EOF)
             else:
                 raise ProtocolError("too many trailer lines")
@@ -120,7 +120,7 @@ class Response:
             view = view[: self._left]
         n = None
         while n is None:  # None: readable, but not a whole TLS record yet
-            self._waiter.wait()
+            self._wait()
             n = self._sock.readinto(view)
         if not n:
             if self._left is not None:
@@ -144,7 +144,8 @@ class Connection:
         self._addr = None  # resolved once: getaddrinfo has no timeout
         self._sock = None
         self._tcp = None
-        self._waiter = None
+        self._poll = None
+        self._timeout_ms = self._until = 0  # the request's: see wait()
         self._reusable = False
         default = 443 if self.scheme == "https" else 80
         self._host = self.host if self.port == default else "%s:%d" % (self.host, self.port)
@@ -168,14 +169,17 @@ class Connection:
             tcp.close()
             raise
         self._tcp = tcp  # TLS sockets have no settimeout: the TCP socket's timeout applies
-        self._waiter = http.Waiter(sock)
+        self._poll = http.watch(sock)
         return sock
 
     def close(self):
         if self._sock:
             self._sock.close()
-        self._sock = self._waiter = None
+        self._sock = self._poll = None
         self._reusable = False
+
+    def wait(self):
+        http.wait(self._poll, self._until, self._timeout_ms)
 
     def open(self, method, url, body=None, timeout=None, headers=None, keep=http.keep_header):
         # keep(line, headers) picks the reply headers to keep; it must keep http.keep_header's.
@@ -198,11 +202,12 @@ class Connection:
             try:
                 if not reused:
                     self._sock = self._connect(timeout)
-                self._waiter.start(timeout)
+                self._timeout_ms = max(1, int(timeout * 1000))
+                self._until = http.deadline(self._timeout_ms)
                 self._tcp.settimeout(timeout)  # blocking, for the request
                 self._sock.write(request)
-                self._sock.setblocking(False)  # and not for the reply: see Waiter
-                status_line = read_line(self._sock, self._waiter)
+                self._sock.setblocking(False)  # and not for the reply: see http.wait()
+                status_line = read_line(self._sock, self.wait)
                 if not status_line and reused and not attempt:
                     self.close()
                     continue
@@ -229,7 +234,7 @@ class Connection:
         headers = {}
         keep_alive = parts[0] == b"HTTP/1.1"
         for _ in range(_MAX_HEADERS):
-            line = read_line(self._sock, self._waiter)
+            line = read_line(self._sock, self.wait)
             if not line or line[0] in b"\r\n":  # EOF, or the blank line ending the head
                 break
             keep(line, headers)

@@ -7,24 +7,26 @@ except ImportError:
     import urequests as requests
 
 from iotlink.errors import ProtocolError
-from iotlink.http import MAX_BODY, Waiter, keep_header, network_error, read_body
+from iotlink import http
+from iotlink.http import MAX_BODY, keep_header, network_error, read_body
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class _Body:
-    # The reply's body, read from the socket `requests` left open under a deadline (http.Waiter).
-    # The status and headers before it `requests` reads itself, each read bounded by the timeout.
+    # The reply's body, read from the socket `requests` left open, within http.DEADLINE timeouts
+    # (http.wait). The status and headers `requests` reads itself, each read within the timeout.
     def __init__(self, sock, timeout):
         sock.setblocking(False)
         self._sock = sock
-        self._waiter = Waiter(sock)
-        self._waiter.start(timeout)
+        self._poll = http.watch(sock)
+        self._timeout_ms = max(1, int(timeout * 1000))
+        self._until = http.deadline(self._timeout_ms)
 
     def readinto(self, buf):
         n = None
         while n is None:  # None: readable, but not a whole TLS record yet
-            self._waiter.wait()
+            http.wait(self._poll, self._until, self._timeout_ms)
             n = self._sock.readinto(buf)
         return n
 

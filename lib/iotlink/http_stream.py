@@ -80,7 +80,9 @@ class Stream:
         self.status = None
         self.headers = None
         self._broken = None  # the error a read found after documents it still returned
-        self._waiter = None
+        self._poll = None
+        self._timeout_ms = max(1, int(timeout * 1000))
+        self._until = 0  # the head's and an error body's deadline: see _wait()
 
     def open(self, headers=None):
         # Connect, send the request and read the status and headers (each step bounded by
@@ -105,8 +107,8 @@ class Stream:
             self._sock.write((head + "\r\n").encode())
             # Non-blocking from here: the head under a deadline, the body polled (_receive).
             self._sock.setblocking(False)
-            self._waiter = http.Waiter(self._sock)
-            self._waiter.start(self.timeout)
+            self._poll = http.watch(self._sock)
+            self._until = http.deadline(self._timeout_ms)
             self._read_head()
         except OSError as e:
             self.close()
@@ -117,7 +119,7 @@ class Stream:
         return self.status
 
     def _read_head(self):
-        parts = read_line(self._sock, self._waiter).split(None, 2)
+        parts = read_line(self._sock, self._wait).split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
             raise ProtocolError("bad status line")
         try:
@@ -126,7 +128,7 @@ class Stream:
             raise ProtocolError("bad status line")
         self.headers = {}
         for _ in range(48):
-            line = read_line(self._sock, self._waiter)
+            line = read_line(self._sock, self._wait)
             if line in (b"\r\n", b"\n", b""):
                 break
             http.keep_header(line, self.headers)
@@ -145,12 +147,17 @@ class Stream:
             self._sock.close()
         elif self._tcp:
             self._tcp.close()
-        self._sock = self._tcp = self._waiter = None
+        self._sock = self._tcp = self._poll = None
+
+    def _wait(self):
+        http.wait(self._poll, self._until, self._timeout_ms)
 
     def _receive(self, wait_s):
         # Whatever bytes have arrived, waiting up to wait_s for the first; Timeout when none did.
         # The socket is non-blocking and polled: a blocking readinto() waits for a full buffer.
-        if not self._waiter.ready(max(int(wait_s * 1000), 1)):
+        for _ in self._poll.ipoll(max(int(wait_s * 1000), 1)):
+            break
+        else:
             raise Timeout("no data")
         try:
             n = self._sock.readinto(self._rx)
@@ -224,10 +231,10 @@ class Stream:
         def keep(part):
             out.extend(part[: limit - len(out)])
 
-        self._waiter.start(self.timeout)
+        self._until = http.deadline(self._timeout_ms)
         while not self.done and len(out) < limit:
             try:
-                self._waiter.wait()
+                self._wait()
                 self._body(self._receive(0), keep)
             except (ProtocolError, Timeout, ConnectionFailed):
                 break  # the server closed, went quiet or dripped: that was the body
