@@ -31,12 +31,13 @@ from iotlink_tools.vboard import REBOOT_STATUS, board_env, micropython_command, 
 TOKEN = "OTA_BENCH_TOKEN"
 
 BOARD = """
-import gc, json, time
+import gc, json, sys, time
 import machine
 import boot
+boot.resume()
+del boot, sys.modules["boot"]  # as on a board, boot.py is gone from the heap before the app runs
 from iotlink import ota, ota_swap
 from iotlink.thingsboard import ThingsBoard
-boot.resume()
 up = ota.Updater(ThingsBoard(URL, TOKEN, timeout=10), chunk_size=CHUNK)
 gc.collect()
 figures = {"heap_before": gc.mem_alloc(), "heap_peak": 0, "chunks": 0}
