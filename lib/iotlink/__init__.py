@@ -4,7 +4,7 @@
 # however indirectly, one that imports it (tests/device/test_module_graph.py checks).
 #
 #   errors            every exception iotlink raises
-#   files             atomic file writes (a power cut leaves the old file or the new one), and reads
+#   files             atomic file writes and reads (a power cut leaves the old file or the new one)
 #   config            config.json: load (checked once a boot), save the token, the CA file
 #   config_values       its defaults and the number rules the loop applies too
 #   config_once         its checks
@@ -46,8 +46,8 @@
 # So one rule: a module whose name ends in `_once` is imported for one call and unloaded right
 # after it (unload() below); every other module stays loaded once imported. The update code is
 # the one group unloaded while it has no work: ota and ota_swap go after the start-up report,
-# and come back when a package other than the running one is announced. The rest comes with use: the loop never imports the OTA modules, http_oneshot or
-# thethings* unless it needs them.
+# and come back when a package other than the running one is announced. The rest comes with
+# use: the loop never imports the OTA modules, http_oneshot or thethings* unless it needs them.
 __version__ = "0.1.0"
 
 

@@ -61,7 +61,7 @@ class Install:
         to, size, expected, hasher = offer
         self._report("DOWNLOADING")
         try:
-            import machine  # noqa: F401 (now: nothing may fail for want of RAM once the job is journaled)
+            import machine  # noqa: F401 (now: nothing may fail for want of RAM after the journal)
 
             self._download(path, to, size, hasher)
             self._report("DOWNLOADED")
