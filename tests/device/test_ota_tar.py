@@ -204,3 +204,34 @@ def test_mpy_files_this_micropython_loads_are_unpacked(mp, source, flags):
     assert unpack(mp, archive(tarfile.GNU_FORMAT, {"lib/m.mpy": data}, dirs=False), pieces=[1, 1, 1, 600]) == {
         "top": ["lib"]}
     assert extracted(mp.flash) == {"lib/m.mpy": data}
+
+
+def member(name, kind=tarfile.REGTYPE, data=b"", fmt=tarfile.GNU_FORMAT, link=""):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname, info.size = kind, link, len(data)
+        tar.addfile(info, io.BytesIO(data) if data else None)
+    return buf.getvalue()
+
+
+LONG_ESCAPE = "lib/" + "x" * 120 + "/../../../escape.py"  # past the 100-byte field: a long name
+
+
+@pytest.mark.parametrize("data, error", [
+    (member("lib\\..\\..\\escape.py"), "unsafe path in package: lib\\..\\..\\escape.py"),
+    (member(LONG_ESCAPE, fmt=tarfile.GNU_FORMAT), "unsafe path in package: lib/xxx"),  # GNU long name
+    (member(LONG_ESCAPE, fmt=tarfile.PAX_FORMAT), "unsafe path in package: lib/xxx"),  # pax path
+    (member("/" + "a" * 120 + "/escape.py", fmt=tarfile.PAX_FORMAT), "unsafe path in package: /aaa"),
+    (member("./" * 60 + "config.json", fmt=tarfile.GNU_FORMAT), "package may not contain config.json"),
+    (member("lib/link", tarfile.LNKTYPE, link="/etc/passwd"), "unsupported member lib/link"),
+    (member("lib/tty", tarfile.CHRTYPE), "unsupported member lib/tty"),
+    (member("lib/disk", tarfile.BLKTYPE), "unsupported member lib/disk"),
+    (member("lib/fifo", tarfile.FIFOTYPE), "unsupported member lib/fifo"),
+    (member("lib/sparse", tarfile.GNUTYPE_SPARSE), "unsupported member lib/sparse"),
+], ids=["backslash", "gnu-long-name", "pax-path", "pax-absolute", "reserved-long-name", "hard-link", "char-device",
+        "block-device", "fifo", "sparse"])
+def test_members_that_could_leave_the_folder_are_refused(mp, data, error):
+    result = unpack(mp, data)
+    assert result["error"].startswith(error), result
+    assert not (mp.flash / "escape.py").exists() and not (mp.flash / "out" / "lib").exists()
