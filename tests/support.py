@@ -136,8 +136,11 @@ def console_has(board, text):
 
 
 # ---- OTA: boots of a board in micropython ------------------------------------------------
+# One boot: boot.py's update guard (imported, so its own boot sequence does not run), then the
+# app's side as the loop does it: report_boot(), then check() with the shared attributes.
 BOOT = """
 import os, json
+import boot
 from iotlink.thingsboard import ThingsBoard
 from iotlink import ota, ota_swap
 KILL = {kill!r}
@@ -145,13 +148,13 @@ def hook(step):
     print("@@" + json.dumps(step))
     if step == KILL:
         os.system("kill -9 $PPID")  # a power cut: no finally, no flush, nothing after
-ota_swap.hook = hook
-ota.resume()
+ota_swap.hook = boot.hook = hook
+boot.resume()
 
 def walk(folder, found):
     for entry in os.ilistdir(folder or "."):
         path = folder + entry[0]
-        if folder or entry[0] not in (".ota", ".esp32", "_test_script.py"):
+        if folder or entry[0] not in {board_only!r}:
             if entry[1] == 0x4000:
                 walk(path + "/", found)
             else:
@@ -171,7 +174,7 @@ out("idle")
 """
 
 REBOOT = 75
-BOARD_ONLY = (".ota", ".esp32", "_test_script.py")
+BOARD_ONLY = (".ota", ".esp32", "_test_script.py", "boot.py")  # not the app: tree() leaves them out
 
 
 def make_tar(files, fmt=tarfile.PAX_FORMAT, dirs=()):
@@ -195,11 +198,13 @@ def tree(flash):
 
 
 def script(server, kill=None, url=None, report_boot=True):
-    return BOOT.format(kill=kill, url=url or server.url, attrs_url=server.url,
+    return BOOT.format(kill=kill, url=url or server.url, attrs_url=server.url, board_only=BOARD_ONLY,
                        report="up.report_boot()" if report_boot else "True")
 
 
 def boot(mp, server, **kw):
+    """One boot of the board whose flash is mp's (the firmware's boot.py put there first)."""
+    (mp.flash / "boot.py").write_bytes((REPO / "boot.py").read_bytes())
     return mp(script(server, **kw), check=False, timeout=30)
 
 
@@ -294,11 +299,14 @@ class RawServer:
 
     reply=None: accept and never answer (a server that hangs). With close=False the
     connection stays open after the reply, as a server ignoring `Connection: close` would.
+    drip=s: the reply goes a byte at a time, one every s seconds, from byte `drip_from` on.
     """
 
-    def __init__(self, reply: bytes | None, close: bool = True):
+    def __init__(self, reply: bytes | None, close: bool = True, drip: float | None = None, drip_from: int = 0):
         self.reply = reply
         self.close = close
+        self.drip = drip
+        self.drip_from = drip_from
         self.requests: list[bytes] = []
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
@@ -323,11 +331,21 @@ class RawServer:
                 data = self._read_request(conn)
                 self.requests.append(data)
                 if self.reply is not None:
-                    conn.sendall(self.reply)
+                    self._send(conn, self.reply)
                     if self.close:
                         conn.close()
             except OSError:
                 pass
+
+    def _send(self, conn: socket.socket, reply: bytes) -> None:
+        if self.drip is None:
+            conn.sendall(reply)
+            return
+        conn.sendall(reply[:self.drip_from])
+        for i in range(self.drip_from, len(reply)):
+            if self._stop.wait(self.drip):
+                return
+            conn.sendall(reply[i:i + 1])
 
     @staticmethod
     def _read_request(conn: socket.socket) -> bytes:

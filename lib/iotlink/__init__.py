@@ -3,8 +3,9 @@
 # The modules, grouped by the start of their names. Imports go one way: no module imports,
 # however indirectly, one that imports it (tests/device/test_module_graph.py checks).
 #
-#   (this package)    unload() below, and write_atomic(): a power cut leaves a file old or new
+#   (this package)    unload() below
 #   errors            every exception iotlink raises
+#   files             atomic file writes and reads (a power cut leaves the old file or the new one)
 #   config            config.json: load (checked once a boot), save the token, the CA file
 #   config_values       its defaults and the number rules the loop applies too
 #   config_once         its checks
@@ -30,23 +31,26 @@
 #   app_once            its start: a good config, sensors.py, the platform client
 #   app_sleep           a battery board's loop: one wake's work, then deep sleep (deep mode)
 #   token_once        a token for a board without one (provisioning, activation)
-#   ota               updates: what to install, what the server hears; resume() at boot
-#   ota_swap            the flash journal: swap a verified app in, roll back
+#   ota               updates: what to install, what the server hears
+#   ota_swap            the app's side of the update journal: start a swap, end it
 #   ota_once            one update: download, verify, apply
-#   ota_tar             a tar package unpacked as it downloads
+#   ota_tar             a tar package unpacked as it downloads, its names and .mpy files checked
 #   ota_esp32           an ESP32 app image written to the next OTA partition
 #   checksum          ThingsBoard's package checksums
 #   checksum_blocks     a stream cut into whole blocks (pure-Python hashes, image writer)
 #   checksum_murmur3    MurmurHash3, 32 and 128 bits
 #   checksum_sha512     SHA-512 and SHA-384 for ports without them
 #
+# The update guard is not here: boot.py, which no update may replace, swaps a verified app in,
+# runs it on trial and rolls it back, importing nothing of lib/.
+#
 # RAM: loaded from .mpy, a module's bytecode lives in the heap as long as the module is loaded.
 # So one rule: a module whose name ends in `_once` is imported for one call and unloaded right
 # after it (unload() below); every other module stays loaded once imported. The update code is
-# the one group unloaded while it has no work: ota and ota_swap go after boot.py's resume() and
-# after the start-up report, and come back when a package other than the running one is
-# announced. The rest comes with use: the loop never imports the OTA modules, http_oneshot or
-# thethings* unless it needs them, nor app_sleep unless config.json asks for deep sleep.
+# the one group unloaded while it has no work: ota and ota_swap go after the start-up report,
+# and come back when a package other than the running one is announced. The rest comes with
+# use: the loop never imports the OTA modules, http_oneshot or thethings* unless it needs them,
+# nor app_sleep unless config.json asks for deep sleep.
 __version__ = "0.1.0"
 
 
@@ -59,21 +63,3 @@ def unload(*names):
         sys.modules.pop("iotlink." + name, None)
         globals().pop(name, None)
 
-
-def write_atomic(path, data):
-    # A power cut leaves the old file or the new one, never half of it: write path + ".tmp",
-    # then rename it over the old one (littlefs and the unix port replace the target in one
-    # step). FAT cannot rename onto an existing file: there the old file is removed first, and a
-    # reader that finds no file at path takes path + ".tmp", which is then complete.
-    import os
-
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    try:
-        os.rename(tmp, path)
-    except OSError:
-        os.remove(path)
-        os.rename(tmp, path)
-    if hasattr(os, "sync"):
-        os.sync()

@@ -21,6 +21,7 @@ import machine
 from iotlink import __version__, clock, config, net, unload
 from iotlink.config_values import positive_number
 from iotlink.errors import ConfigError, HTTPError, IotlinkError, ProvisionError, WifiError
+from iotlink.http import DEADLINE
 from iotlink.outbox import Outbox
 from iotlink.rpc import GPIO_METHODS, Dispatcher
 from iotlink.thingsboard import MAX_POLL_MS
@@ -40,9 +41,11 @@ UNSTAMPED_AFTER_MS = 60 * 1000  # no clock after this long: send records placed 
 # loop's requests, and only a reset makes it whole again (the queue is on flash: nothing is lost).
 MEMORY_ERRORS_BEFORE_RESET = 10
 BATCH_BYTES = 4096  # of queued JSON per request at most; less when the heap is short
-# 4xx that say "this request is wrong", not "try later": a batch that gets one is dropped.
-_REFUSED = (401, 403)
-_RETRY = (408, 429)
+_REFUSED = (401, 403)  # the device itself: recover() waits long (or provisions again)
+# The records themselves: the batch is halved until the one record refused is alone, and that
+# one is dropped. Any other 4xx (a proxy's 404, 405, 409, 410...) says nothing about the
+# records: they stay queued and recover() backs off as after a network error.
+_BAD_RECORDS = (400, 413)
 
 
 class Watchdog:
@@ -93,10 +96,12 @@ class App:
         self.backoff_max_ms = _ms(cfg["backoff_max_s"])
         wdt_ms = cfg.get("wdt_ms")
         # A blocking call cannot feed the watchdog: requests and polls must end well before it.
-        self.timeout_s = max(1, min(HTTP_TIMEOUT_S, wdt_ms // 2000)) if wdt_ms else HTTP_TIMEOUT_S
+        # A request ends within DEADLINE timeouts, whatever the server does (http.wait).
+        self.timeout_s = max(1, min(HTTP_TIMEOUT_S, wdt_ms // (1000 * (DEADLINE + 1)))) if wdt_ms else HTTP_TIMEOUT_S
         self.poll_max_ms = min(MAX_POLL_MS, wdt_ms // 2) if wdt_ms else MAX_POLL_MS
         self.rpc = Dispatcher(cfg["pins"])
         self.outbox = Outbox(cfg["queue_kb"] * 1024, boot)
+        self.batch_records = None  # records per batch while a refused batch is halved
         self.sensors = None  # the user's sensors.py, once start() loaded it
         self.sensor_error = None  # why it could not be used
         self.shared_keys = ["interval_s"]
@@ -156,7 +161,7 @@ class App:
         try:
             from iotlink.ota import Updater
 
-            updater = Updater(self.client)
+            updater = Updater(self.client, feed=self.wdt.feed)
             if updater.report_boot():
                 self.running = updater.running()
                 self.follow(Updater.KEYS, self.check_updates)
@@ -184,7 +189,8 @@ class App:
                 return  # nothing new announced
             from iotlink.ota import Updater
 
-            self.updater = Updater(self.client)  # kept: it counts the tries of each package
+            # Kept: it counts the tries of each package. It feeds the watchdog while it downloads.
+            self.updater = Updater(self.client, feed=self.wdt.feed)
         self.updater.check(shared)
 
     def provision(self):
@@ -357,18 +363,26 @@ class App:
         # A batch takes about 3 times its JSON in RAM (the records, the body, the request): a
         # board with less free heap drains its queue in smaller requests instead of failing on them.
         gc.collect()
-        body, receipt = self.outbox.batch(min(BATCH_BYTES, gc.mem_free() // 4))
-        refused = None
+        body, receipt = self.outbox.batch(min(BATCH_BYTES, gc.mem_free() // 4), self.batch_records)
+        count = self.outbox.count(receipt)
         try:
             self.client.send_telemetry(body)
         except HTTPError as e:
-            if e.status < 400 or e.status >= 500 or e.status in _REFUSED + _RETRY:
+            if e.status not in _BAD_RECORDS:
                 raise
-            refused = e.status  # the server will never take this batch (400, 413...)
-        # Refused for good, it leaves the queue as dropped: it must not block the rest.
-        count = self.outbox.sent(receipt, refused is not None)
-        if refused is not None:
-            print("queue: server refused %d records (HTTP %d): dropped" % (count, refused))
+            if count > 1:
+                self.batch_records = count // 2
+                print("queue: server refused %d records (HTTP %d): sending %d at a time"
+                      % (count, e.status, self.batch_records))
+                return
+            # Refused alone, for good: it leaves the queue as dropped, and must not block the rest.
+            self.outbox.sent(receipt, True)
+            self.batch_records = None
+            print("queue: server refused a record (HTTP %d): dropped" % e.status)
+            return
+        self.outbox.sent(receipt)
+        if not self.outbox.pending:
+            self.batch_records = None
         print("queue: sent %d, %d left" % (count, self.outbox.pending))
 
     # ---- attributes ------------------------------------------------------------------

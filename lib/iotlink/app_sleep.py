@@ -6,9 +6,11 @@
 # A wake talks to the server (Wi-Fi up, clock if needed, start tasks, shared attributes, the
 # queue in batches, then the RPCs waiting on the server, polled with a short wait until none is
 # left; Wi-Fi down) when it is the first since power-on, when send_every wakes have passed since
-# the last one that tried, or, while the server answers, when the queue holds more than
-# queue_max readings or a reading is outside its limits. A failed exchange waits for the next
-# regular one: a server that is down costs no more radio time than one that is up.
+# the last one that tried, when an update is on trial (the new app's first wake: its start-up
+# report keeps it, and boot.py rolls it back at the next boot if that wake did not reach the
+# server), or, while the server answers, when the queue holds more than queue_max readings or a
+# reading is outside its limits. A failed exchange waits for the next regular one: a server that
+# is down costs no more radio time than one that is up.
 #
 # What one wake hands to the next (the state, a small JSON object) is in RTC memory where the
 # port has it (an ESP32 keeps it in deep sleep), else in a file. It starts anew at power-on. The
@@ -25,9 +27,8 @@ import time
 
 import machine
 
-from iotlink import clock, net, unload
+from iotlink import clock, files, net, unload
 from iotlink.errors import HTTPError, IotlinkError
-from iotlink import write_atomic
 
 STATE_FILE = "sleep.json"  # the state where the port has no RTC memory
 MIN_SLEEP_MS = 1000
@@ -51,6 +52,11 @@ def wake(App, cfg, wdt, path, setup=None):
     options.update(cfg["sleep"])
     state = load_state()
     interval = state["interval"] or int(cfg["interval_s"] * 1000)
+    if on_trial():
+        # A new app (or image) on trial: boot.py rolls it back at the next boot unless it has
+        # reached the server by then, so this wake sends before it sleeps, whatever is due.
+        state["rest"] = 0
+        state["tried"] = 0
     if state["rest"]:
         sleep(state, state["rest"], state["up"] + time.ticks_diff(time.ticks_ms(), start), start)
     try:
@@ -96,6 +102,16 @@ def run(app, state, options):
             radio_off(app)
         state["interval"] = app.interval_ms
     return app.interval_ms
+
+
+def on_trial():
+    # Whether an update waits for this app to reach the server (.ota/state.json holds a job).
+    from iotlink import ota_swap
+
+    try:
+        return "job" in ota_swap.load_state()
+    finally:
+        unload("ota_swap")
 
 
 def out_of_limits(values, limits):
@@ -222,14 +238,10 @@ def read_rtc():
 
 
 def read_file():
-    # write_atomic leaves the new file, or on FAT only its .tmp, after a power cut.
-    for name in (STATE_FILE, STATE_FILE + ".tmp"):
-        try:
-            with open(name, "rb") as f:
-                return parse(f.read())
-        except OSError:
-            pass
-    return None
+    try:
+        return parse(files.read(STATE_FILE))
+    except OSError:
+        return None
 
 
 def parse(data):
@@ -246,7 +258,7 @@ def save_state(state):
         return
     except (AttributeError, ValueError, OSError):  # no RTC memory, or too little of it
         pass
-    write_atomic(STATE_FILE, data)
+    files.write_atomic(STATE_FILE, data)
 
 
 def sleep(state, ms, uptime, start):

@@ -3,9 +3,10 @@
 import hashlib
 import json
 
-from iotlink import unload, write_atomic
+from iotlink import unload
 from iotlink.config_values import DEFAULTS
 from iotlink.errors import ConfigError  # also iotlink.config.ConfigError
+from iotlink.files import read as read_file, write_atomic
 
 PATH = "config.json"
 
@@ -27,14 +28,13 @@ _checked = None
 
 
 def _read(path):
-    # (the file's text, its JSON object); no checks beyond JSON syntax.
+    # (the file's bytes, its JSON object); no checks beyond JSON syntax.
     try:
-        with open(path) as f:
-            text = f.read()
+        data = read_file(path)
     except OSError:
         raise ConfigError("%s not found" % path)
     try:
-        return text, json.loads(text)
+        return data, json.loads(data)
     except ValueError:
         raise ConfigError("%s is not valid JSON" % path)
 
@@ -47,9 +47,9 @@ def read(path=PATH):
 def load(path=PATH):
     # The checked config with defaults filled in; raises ConfigError naming the bad key.
     global _checked
-    text, cfg = _read(path)
+    data, cfg = _read(path)
     # SHA-256, not hash(): a str's hash has 8 or 16 bits, so a changed file could match it.
-    seen = (path, hashlib.sha256(text).digest())
+    seen = (path, hashlib.sha256(data).digest())
     if seen != _checked:
         try:
             unknown = check(cfg)

@@ -1,5 +1,6 @@
 # The checks of config.json (config.check): each error names the key and the expected type,
-# never a value. They run once a boot: config.check loads this module for them and unloads it.
+# and never the value of a secret. They run once a boot: config.check loads this module for
+# them and unloads it.
 import json
 
 from iotlink.config_values import DEFAULTS, is_int, positive_number, valid_wdt_ms
@@ -12,12 +13,19 @@ KNOWN = ("platform", "server", "token", "wifi", "provision", "activation_code", 
 # the always-on loop keeps no copy in RAM.
 SLEEP_KEYS = ("mode", "send_every", "queue_max", "limits")
 SLEEP_MODES = ("light", "deep")
+SECRET = ("password", "token", "secret", "key", "activation_code")  # values never shown
+MAX_TOKEN = 128
+# A token goes into the request path: letters, digits and the characters a path segment takes
+# as they are (RFC 3986), but ";" (it starts path parameters) and "%" (an escape).
+_TOKEN_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~!$&'()*+,=:@"
 
 
-def _got(value):
-    # Numbers are shown, strings only by type: a string may be a secret.
-    if value is None or isinstance(value, (bool, int, float)):
+def _got(value, key=None):
+    # Numbers are shown, strings only by type (a string may be a secret), a secret only by type.
+    if value is None or isinstance(value, bool):
         return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return "a number" if key in SECRET else json.dumps(value)
     if isinstance(value, str):
         return "a string" if value else "an empty string"
     return type(value).__name__
@@ -26,7 +34,19 @@ def _got(value):
 def _text(cfg, key, where=""):
     value = cfg[key]
     if not isinstance(value, str) or not value:
-        raise ConfigError("'%s%s' must be a non-empty string (got %s)" % (where, key, _got(value)))
+        raise ConfigError("'%s%s' must be a non-empty string (got %s)" % (where, key, _got(value, key)))
+
+
+def token_problem(token):
+    # Why this access token cannot go into a request path, or None (never the token itself).
+    if not isinstance(token, str) or not token:
+        return "must be a non-empty string (got %s)" % _got(token, "token")
+    if len(token) > MAX_TOKEN:
+        return "must be at most %d characters long" % MAX_TOKEN
+    for c in token.encode():
+        if c not in _TOKEN_CHARS:
+            return "may hold only letters, digits and - _ . ~ ! $ & ' ( ) * + , = : @"
+    return None
 
 
 def _section(cfg, key, required, optional=()):
@@ -43,7 +63,7 @@ def _section(cfg, key, required, optional=()):
         if name != "password":  # an open network may have an empty password
             _text(section, name, where)
         elif not isinstance(section[name], str):
-            raise ConfigError("'%spassword' must be a string (got %s)" % (where, _got(section[name])))
+            raise ConfigError("'%spassword' must be a string (got %s)" % (where, _got(section[name], name)))
 
 
 def _pins(pins):
@@ -108,10 +128,9 @@ def check(cfg):
             "or \"tls_insecure\": true to skip verifying the server"
         )
     if "token" in cfg:
-        _text(cfg, "token")
-        for c in "/?#% ":
-            if c in cfg["token"]:
-                raise ConfigError("'token' must not contain '/', '?', '#', '%' or spaces")
+        problem = token_problem(cfg["token"])
+        if problem:
+            raise ConfigError("'token' " + problem)
     if "wifi" in cfg:
         _section(cfg, "wifi", ("ssid",), ("password", "country", "hostname"))
     if "provision" in cfg:

@@ -1,11 +1,14 @@
 # What iotlink's two transports share (http_transport.py picks one): bounded body reads, JSON
-# bodies, error mapping, the reply headers kept.
+# bodies, error mapping, the reply headers kept, the deadline of a reply.
 import errno
 import json
+import select
+import time
 
 from iotlink.errors import ConnectionFailed, HTTPError, ProtocolError, Timeout
 
 MAX_BODY = 8192  # default cap on a response body held in RAM
+MAX_NESTING = 64  # arrays and objects in arrays and objects: no API iotlink speaks goes near
 
 # Only the headers iotlink acts on are kept, their values as raw bytes (int() and .strip() take
 # them as they are), so a server cannot fill the heap with headers. Looked up by name length
@@ -15,6 +18,32 @@ _KEPT_HEADERS = {
     for name in ("content-length", "retry-after", "connection", "transfer-encoding")
 }
 TIMEOUT_ERRNOS = (errno.ETIMEDOUT, errno.EAGAIN)
+DEADLINE = 3  # a reply ends within this many times the request's timeout, however it comes
+
+
+def watch(sock):
+    # A poll object that tells when the non-blocking socket has bytes for wait().
+    poll = select.poll()
+    poll.register(sock, select.POLLIN)
+    return poll
+
+
+def deadline(timeout_ms):
+    # The ticks by which the reply to a request sent now must have come whole.
+    return time.ticks_add(time.ticks_ms(), DEADLINE * timeout_ms)
+
+
+def wait(poll, until, timeout_ms):
+    # Until the socket `poll` watches has bytes: timeout_ms at most, and never past the ticks
+    # `until`; Timeout otherwise. Replies are read so, non-blocking: a blocking read waits for
+    # its whole buffer, and a server sending a byte now and then would hold it for hours.
+    left = time.ticks_diff(until, time.ticks_ms())
+    if left > 0:
+        for _ in poll.ipoll(min(timeout_ms, left)):  # ipoll: no list allocated, as poll() would
+            return
+    if left < timeout_ms:
+        raise Timeout("no whole reply within %d s" % (DEADLINE * timeout_ms // 1000))
+    raise Timeout("timed out")
 
 
 def keep_header(line, headers):
@@ -43,6 +72,44 @@ def loads(body):
         return json.loads(body)
     except ValueError:
         raise ProtocolError("reply is not JSON")
+    except MemoryError:
+        # The parser runs out of room on arrays nested a thousand deep, whatever the free heap:
+        # the reply's fault, not the board's (the loop resets a board short of memory).
+        if _nesting(body) > MAX_NESTING:
+            raise ProtocolError("reply is nested too deeply")
+        raise
+
+
+def _nesting(body):
+    # How deep arrays and objects nest in a JSON text (brackets inside strings do not count).
+    depth = deepest = 0
+    quoted = escaped = False
+    for b in body:
+        if escaped:
+            escaped = False
+        elif quoted:
+            escaped = b == 0x5C  # backslash
+            quoted = b != 0x22  # quote
+        elif b == 0x22:
+            quoted = True
+        elif b == 0x5B or b == 0x7B:  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif b == 0x5D or b == 0x7D:  # ] }
+            depth -= 1
+    return deepest
+
+
+def length(headers):
+    # The reply's Content-Length as an int, None without one; ProtocolError for anything but
+    # digits ("abc", "0x10", "-1": never a negative or absurd allocation).
+    value = headers.get("content-length")
+    if value is None:
+        return None
+    value = value.strip()
+    if not value.isdigit() or len(value) > 9:
+        raise ProtocolError("bad Content-Length")
+    return int(value)
 
 
 _SAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"
@@ -86,15 +153,14 @@ def read_into(resp, buf):
 def read_body(resp, limit=MAX_BODY):
     # Read the whole body (at most `limit` bytes) and close the response.
     try:
-        length = resp.headers.get("content-length")
-        if length is not None:
-            length = int(length)
-            if length > limit:
-                raise ProtocolError("reply of %d bytes exceeds the %d byte limit" % (length, limit))
-            buf = bytearray(length)
+        size = length(resp.headers)
+        if size is not None:
+            if size > limit:
+                raise ProtocolError("reply of %d bytes exceeds the %d byte limit" % (size, limit))
+            buf = bytearray(size)
             got = read_into(resp, buf)
-            if got < length:
-                raise ProtocolError("reply truncated at %d of %d bytes" % (got, length))
+            if got < size:
+                raise ProtocolError("reply truncated at %d of %d bytes" % (got, size))
             return buf
         # No length: the body ends where the server closes the connection (or the last chunk).
         # buf grows in place when nothing was allocated after it: no slice for a full part.

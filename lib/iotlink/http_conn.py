@@ -1,6 +1,9 @@
 # A persistent HTTP/1.1 connection: keep-alive (no TCP/TLS handshake per request), chunked
 # replies, and TLS that verifies the server when CA data is given. Same response shape as
 # `requests` (status_code, headers, raw, close), so http.read_body/read_into work on it.
+#
+# Every request has a deadline, whatever the server does: the reply is read from a non-blocking
+# socket, each read after http.wait().
 import socket
 
 from micropython import const
@@ -12,18 +15,40 @@ from iotlink.errors import ProtocolError, TLSError
 # large n fails where the line itself would fit. So lines are read MAX_LINE bytes at a time
 # and only their start is kept: the values iotlink parses (status, lengths, chunk sizes) are short.
 MAX_LINE = 128
-_MAX_LINE_PIECES = const(32)  # a line longer than this many pieces (4 KB) is not from the API we speak
+_MAX_LINE_BYTES = const(4096)  # a longer line is not from the API we speak
 _MAX_HEADERS = const(48)
+_HEX = b"0123456789abcdefABCDEF"
 
 
-def read_line(sock):
-    # The next line, cut to its first MAX_LINE bytes; the rest of a longer line is read and dropped.
-    line = rest = sock.readline(MAX_LINE)
-    for _ in range(_MAX_LINE_PIECES):
-        if not rest or rest[-1] == 10:  # EOF, or the line ended (b"\n")
+def read_line(sock, wait):
+    # The next line from a non-blocking socket, cut to its first MAX_LINE bytes (the rest of a
+    # longer line is read and dropped); b"" at EOF. wait(): until the socket has bytes.
+    line = b""
+    seen = 0
+    while True:
+        wait()
+        piece = sock.readline(MAX_LINE)
+        if piece is None:
+            continue  # readable, but not a whole TLS record yet
+        if not piece:
             return line
-        rest = sock.readline(MAX_LINE)
-    raise ProtocolError("line too long")
+        if not line:
+            line = piece  # the usual case: the whole line at once, no copy
+        elif len(line) < MAX_LINE:
+            line += piece[: MAX_LINE - len(line)]
+        if piece[-1] == 10:  # b"\n"
+            return line
+        seen += len(piece)
+        if seen > _MAX_LINE_BYTES:
+            raise ProtocolError("line too long")
+
+
+def chunk_size(line):
+    # The size a chunk header line gives: hex digits only (not "-1", "0x10", "+5"), 8 at most.
+    digits = line.split(b";")[0].strip()
+    if not 0 < len(digits) <= 8 or digits.lstrip(_HEX):
+        raise ProtocolError("bad chunk header")
+    return int(digits, 16)
 
 
 def split_url(url):
@@ -57,6 +82,7 @@ class Response:
         self.raw = self
         self._conn = conn
         self._sock = conn._sock
+        self._wait = conn.wait
         self._left = length  # bytes left in the body (or the current chunk); None: until EOF
         self._chunked = chunked
         self.done = length == 0 and not chunked
@@ -67,18 +93,18 @@ class Response:
             self._conn.close()
 
     def _next_chunk(self):
-        line = read_line(self._sock)
+        line = read_line(self._sock, self._wait)
         if line == b"\r\n":  # the CRLF closing the previous chunk
-            line = read_line(self._sock)
+            line = read_line(self._sock, self._wait)
         if not line:
             raise ProtocolError("reply truncated")
-        try:
-            size = int(line.split(b";")[0].strip(), 16)
-        except ValueError:
-            raise ProtocolError("bad chunk header")
+        size = chunk_size(line)
         if size == 0:
-            while len(read_line(self._sock)) > 2:
-                pass  # trailers, up to the blank line (or EOF)
+            for _ in range(_MAX_HEADERS):
+                if len(read_line(self._sock, self._wait)) <= 2:
+                    break  # trailers, up to the blank line (or EOF)
+            else:
+                raise ProtocolError("too many trailer lines")
             self.done = True
         self._left = size
 
@@ -92,7 +118,10 @@ class Response:
         view = memoryview(buf)
         if self._left is not None and self._left < len(buf):
             view = view[: self._left]
-        n = self._sock.readinto(view)
+        n = None
+        while n is None:  # None: readable, but not a whole TLS record yet
+            self._wait()
+            n = self._sock.readinto(view)
         if not n:
             if self._left is not None:
                 raise ProtocolError("reply truncated")
@@ -115,6 +144,8 @@ class Connection:
         self._addr = None  # resolved once: getaddrinfo has no timeout
         self._sock = None
         self._tcp = None
+        self._poll = None
+        self._timeout_ms = self._until = 0  # the request's: see wait()
         self._reusable = False
         default = 443 if self.scheme == "https" else 80
         self._host = self.host if self.port == default else "%s:%d" % (self.host, self.port)
@@ -138,13 +169,17 @@ class Connection:
             tcp.close()
             raise
         self._tcp = tcp  # TLS sockets have no settimeout: the TCP socket's timeout applies
+        self._poll = http.watch(sock)
         return sock
 
     def close(self):
         if self._sock:
             self._sock.close()
-        self._sock = None
+        self._sock = self._poll = None
         self._reusable = False
+
+    def wait(self):
+        http.wait(self._poll, self._until, self._timeout_ms)
 
     def open(self, method, url, body=None, timeout=None, headers=None, keep=http.keep_header):
         # keep(line, headers) picks the reply headers to keep; it must keep http.keep_header's.
@@ -167,9 +202,12 @@ class Connection:
             try:
                 if not reused:
                     self._sock = self._connect(timeout)
-                self._tcp.settimeout(timeout)
+                self._timeout_ms = max(1, int(timeout * 1000))
+                self._until = http.deadline(self._timeout_ms)
+                self._tcp.settimeout(timeout)  # blocking, for the request
                 self._sock.write(request)
-                status_line = read_line(self._sock)
+                self._sock.setblocking(False)  # and not for the reply: see http.wait()
+                status_line = read_line(self._sock, self.wait)
                 if not status_line and reused and not attempt:
                     self.close()
                     continue
@@ -196,7 +234,7 @@ class Connection:
         headers = {}
         keep_alive = parts[0] == b"HTTP/1.1"
         for _ in range(_MAX_HEADERS):
-            line = read_line(self._sock)
+            line = read_line(self._sock, self.wait)
             if not line or line[0] in b"\r\n":  # EOF, or the blank line ending the head
                 break
             keep(line, headers)
@@ -208,8 +246,7 @@ class Connection:
         elif connection == b"keep-alive":
             keep_alive = True
         chunked = b"chunked" in headers.pop("transfer-encoding", b"").lower()
-        length = None if chunked else headers.get("content-length")
-        length = int(length) if length is not None else None
+        length = None if chunked else http.length(headers)
         if head_only:  # the headers describe the body a GET would have; none follows
             chunked, length = False, 0
         if length is None and not chunked:

@@ -7,9 +7,31 @@ except ImportError:
     import urequests as requests
 
 from iotlink.errors import ProtocolError
+from iotlink import http
 from iotlink.http import MAX_BODY, keep_header, network_error, read_body
 
 JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+class _Body:
+    # The reply's body, read from the socket `requests` left open, within http.DEADLINE timeouts
+    # (http.wait). The status and headers `requests` reads itself, each read within the timeout.
+    def __init__(self, sock, timeout):
+        sock.setblocking(False)
+        self._sock = sock
+        self._poll = http.watch(sock)
+        self._timeout_ms = max(1, int(timeout * 1000))
+        self._until = http.deadline(self._timeout_ms)
+
+    def readinto(self, buf):
+        n = None
+        while n is None:  # None: readable, but not a whole TLS record yet
+            http.wait(self._poll, self._until, self._timeout_ms)
+            n = self._sock.readinto(buf)
+        return n
+
+    def close(self):
+        self._sock.close()
 
 
 def open(method, url, body=None, timeout=10, headers=None, keep=keep_header):
@@ -21,9 +43,11 @@ def open(method, url, body=None, timeout=10, headers=None, keep=keep_header):
         hdrs = dict(hdrs)
         hdrs.update(headers)
     try:
-        return requests.request(
+        resp = requests.request(
             method, url, data=body, headers=hdrs, timeout=timeout, parse_headers=keep
         )
+        resp.raw = _Body(resp.raw, timeout)
+        return resp
     except OSError as e:
         raise network_error(e)
     except (ValueError, IndexError, NotImplementedError) as e:

@@ -2,11 +2,10 @@
 # a raw-socket client that de-chunks whatever bytes have arrived, and a splitter that cuts the
 # documents the server concatenates with no delimiter. Both keep their state between reads, so
 # a read that times out anywhere (mid chunk header, mid document) loses nothing.
-import select
 import socket
 
 from iotlink import http
-from iotlink.http_conn import MAX_LINE, split_url, tls_context
+from iotlink.http_conn import MAX_LINE, chunk_size, read_line, split_url, tls_context
 from iotlink.errors import ConnectionFailed, ProtocolError, Timeout, TLSError
 
 MAX_DOC = 4096  # a larger document is not a thethings.iO update: drop the channel
@@ -82,10 +81,13 @@ class Stream:
         self.headers = None
         self._broken = None  # the error a read found after documents it still returned
         self._poll = None
+        self._timeout_ms = max(1, int(timeout * 1000))
+        self._until = 0  # the head's and an error body's deadline: see _wait()
 
     def open(self, headers=None):
         # Connect, send the request and read the status and headers (each step bounded by
-        # `timeout`); returns the status. The body is left for read() / read_rest().
+        # `timeout`, the head by http.DEADLINE timeouts); returns the status. The body is left
+        # for read() / read_rest().
         addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0][-1]
         self._tcp = socket.socket()
         self._tcp.settimeout(self.timeout)
@@ -103,6 +105,10 @@ class Stream:
             for k in headers or ():
                 head += "%s: %s\r\n" % (k, headers[k])
             self._sock.write((head + "\r\n").encode())
+            # Non-blocking from here: the head under a deadline, the body polled (_receive).
+            self._sock.setblocking(False)
+            self._poll = http.watch(self._sock)
+            self._until = http.deadline(self._timeout_ms)
             self._read_head()
         except OSError as e:
             self.close()
@@ -113,7 +119,7 @@ class Stream:
         return self.status
 
     def _read_head(self):
-        parts = self._sock.readline(MAX_LINE).split(None, 2)
+        parts = read_line(self._sock, self._wait).split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
             raise ProtocolError("bad status line")
         try:
@@ -122,7 +128,7 @@ class Stream:
             raise ProtocolError("bad status line")
         self.headers = {}
         for _ in range(48):
-            line = self._sock.readline(MAX_LINE)
+            line = read_line(self._sock, self._wait)
             if line in (b"\r\n", b"\n", b""):
                 break
             http.keep_header(line, self.headers)
@@ -132,7 +138,7 @@ class Stream:
         length = self.headers.get("content-length")
         # Chunked: bytes left in the current chunk (0: a size line comes next).
         # Otherwise: bytes left in the body, or None for "until the server closes".
-        self._left = 0 if self._chunked else (None if length is None else int(length))
+        self._left = 0 if self._chunked else http.length(self.headers)
         self._after_data = False
         self.done = self._left == 0 and not self._chunked
 
@@ -143,14 +149,15 @@ class Stream:
             self._tcp.close()
         self._sock = self._tcp = self._poll = None
 
+    def _wait(self):
+        http.wait(self._poll, self._until, self._timeout_ms)
+
     def _receive(self, wait_s):
         # Whatever bytes have arrived, waiting up to wait_s for the first; Timeout when none did.
         # The socket is non-blocking and polled: a blocking readinto() waits for a full buffer.
-        if self._poll is None:
-            self._sock.setblocking(False)
-            self._poll = select.poll()
-            self._poll.register(self._sock, select.POLLIN)
-        if not self._poll.poll(max(int(wait_s * 1000), 1)):
+        for _ in self._poll.ipoll(max(int(wait_s * 1000), 1)):
+            break
+        else:
             raise Timeout("no data")
         try:
             n = self._sock.readinto(self._rx)
@@ -194,10 +201,7 @@ class Stream:
                 if line:
                     raise ProtocolError("bad chunk framing")
                 continue
-            try:
-                self._left = int(line.split(b";")[0], 16)
-            except ValueError:
-                raise ProtocolError("bad chunk header")
+            self._left = chunk_size(line)
             self.done = not self._left  # the last chunk; trailers are not read
 
     def read(self, wait_s):
@@ -220,15 +224,18 @@ class Stream:
         return docs
 
     def read_rest(self, limit=512):
-        # The rest of a (short) body, e.g. an error reply: at most `limit` bytes.
+        # The rest of a (short) body, e.g. an error reply: at most `limit` bytes, within
+        # http.DEADLINE timeouts.
         out = bytearray()
 
         def keep(part):
             out.extend(part[: limit - len(out)])
 
+        self._until = http.deadline(self._timeout_ms)
         while not self.done and len(out) < limit:
             try:
-                self._body(self._receive(self.timeout), keep)
+                self._wait()
+                self._body(self._receive(0), keep)
             except (ProtocolError, Timeout, ConnectionFailed):
-                break  # the server closed or went quiet: that was the body
+                break  # the server closed, went quiet or dripped: that was the body
         return bytes(out)

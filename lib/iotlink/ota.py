@@ -1,7 +1,6 @@
 # Firmware and software updates (OTA) from ThingsBoard, applied only once their checksum verifies.
 #
-#   ota.resume()                     first thing in boot.py (see ota_swap.py for the flash journal)
-#   up = ota.Updater(tb)
+#   up = ota.Updater(tb, feed=wdt.feed)
 #   up.report_boot()                 at start: current_fw_*, confirm a new app, last outcome
 #   shared = tb.request_attributes(shared_keys=up.KEYS)["shared"]
 #   up.check(shared)                 downloads, verifies and applies a new package; may reset
@@ -9,17 +8,17 @@
 # A package is downloaded chunk by chunk into one buffer, hashed as it comes and streamed to
 # flash: a tar bundle is unpacked into a staging folder, an ESP32 app image (first byte 0xE9)
 # goes to the next OTA partition. Only after the whole package hashed to the announced checksum
-# is the staged app swapped in (ota_swap.py) or the image made the boot partition. fw_state goes
-# DOWNLOADING, DOWNLOADED, VERIFIED, UPDATING, then after the reset UPDATED once the new app has
-# reached the server; or FAILED with fw_error, and the old app keeps running. A package that was
-# rolled back is not tried again until another one is announced.
+# (and a bundle's .mpy files suit this MicroPython) is the update journaled and the board reset:
+# boot.py, the update guard, swaps the staged app in and runs it on trial (an image: the
+# bootloader boots it). fw_state goes DOWNLOADING, DOWNLOADED, VERIFIED, UPDATING, then after
+# the reset UPDATED once the new app has reached the server; or FAILED with fw_error, and the
+# old app keeps running or comes back. A package that was rolled back is not tried again until
+# another one is announced.
 #
 # This module decides and reports; ota_once.py downloads, verifies and applies, loaded for one
 # update and unloaded after it, so the device loop keeps in RAM only what follows the
-# announcements. Only ota_swap is imported here, so that boot.py's resume() stays light and
-# leaves no module behind in the heap it frees; the rest comes with use.
+# announcements. Only ota_swap is imported here; the rest comes with use.
 from iotlink import ota_swap, unload
-from iotlink.ota_swap import resume  # noqa: F401 (the contract's ota.resume)
 
 PREFIXES = (("fw", "firmware"), ("sw", "software"))
 FIELDS = ("title", "version", "size", "checksum", "checksum_algorithm", "url")
@@ -42,9 +41,11 @@ def _esp32_partition(job):
 class Updater:
     KEYS = tuple(p + "_" + f for p, _ in PREFIXES for f in FIELDS)
 
-    def __init__(self, tb, root="/", chunk_size=4096):
+    def __init__(self, tb, chunk_size=4096, feed=None):
+        # feed: called between the steps of an update, each short (a chunk, a request): the
+        # app's watchdog feed, which nothing else calls while an update downloads.
         self.tb = tb
-        self.base = ota_swap.base_of(root)
+        self.feed = feed
         self.chunk_size = chunk_size  # the download buffer, allocated when an update starts
         self.retry_ms = 500  # pause before a chunk's 2nd try, twice that before the 3rd
         self._tries = {}
@@ -104,19 +105,19 @@ class Updater:
             r = reports[prefix]
             if self.report(prefix, r["state"], r.get("error")):
                 del reports[prefix]
-        ota_swap.save_state(self.base, state)
+        ota_swap.save_state(state)
 
     def report_boot(self):
         # At every start. Returns whether the server was reached; only then is a new app or
         # image kept (ESP32: marked valid, which cancels the bootloader's rollback).
-        state = ota_swap.load_state(self.base)
+        state = ota_swap.load_state()
         job = state.get("job")
         part = _esp32_partition(job)
         if job and "image" in job:
             running = part(part.RUNNING).info()[4] if part else None
             if running != job["image"]:
-                ota_swap.finish(self.base, state, False, "firmware %s %s did not start: rolled back to %s"
-                            % (job["to"][0], job["to"][1], running))
+                ota_swap.finish(state, False, "firmware %s %s %s: rolled back to %s"
+                                % (job["to"][0], job["to"][1], job.get("error", "did not start"), running))
                 job = None
         current = {}
         for prefix, _ in PREFIXES:
@@ -132,19 +133,19 @@ class Updater:
             except OSError:
                 pass  # a build without rollback support
         if job and job["phase"] == "trial":
-            ota_swap.finish(self.base, state, True)
+            ota_swap.finish(state, True)
         self.send_reports(state)
         return True
 
     def running(self):
         # {prefix: [title, version] or None}: what runs now, for each kind of package.
-        state = ota_swap.load_state(self.base)
+        state = ota_swap.load_state()
         return {prefix: self._running(state, prefix) for prefix, _ in PREFIXES}
 
     # ---- deciding --------------------------------------------------------------------
     def check(self, shared):
         # shared: the fw_*/sw_* shared attributes. Updates what differs from what runs.
-        state = ota_swap.load_state(self.base)
+        state = ota_swap.load_state()
         if state.get("job"):
             return  # the last update still waits for its new app to reach the server
         for prefix, path in PREFIXES:

@@ -1,7 +1,8 @@
 # One update, once ota.Updater has decided to take an announced package: download it chunk by
 # chunk into one buffer, hash it as it comes, stream it to flash (a tar bundle into the staging
 # folder, an ESP32 app image to the next OTA partition), and only once the checksum verifies,
-# swap the staged app in (ota_swap.py) or make the image the boot partition, then reset.
+# journal the staged app for boot.py to swap in (ota_swap.begin) or make the image the boot
+# partition, then reset.
 # ota.Updater.check loads this module for one update and unloads it after a failed one: the
 # device loop does not keep this code in RAM.
 import gc
@@ -11,8 +12,25 @@ from iotlink import http, ota_swap
 from iotlink.errors import IotlinkError, UpdateFailed
 
 CHUNK_TRIES = 3  # per chunk: timeouts, dropped connections, 5xx
-RESERVED = (ota_swap.DIR, "config.json")  # what a bundle may never replace
+# What a bundle may never hold, as top-level names: the update guard (boot.py) and its journal,
+# and what each board keeps for itself: its config (token, Wi-Fi password), the offline queue,
+# a token chosen while provisioning; and the CA file config.json names (reserved_names()).
+RESERVED = ("boot.py", ota_swap.DIR, "config.json", "queue", "token.chosen")
 ESP32_IMAGE_MAGIC = 0xE9  # first byte of an ESP32 app image; a tar starts with a file name
+
+
+def reserved_names():
+    # RESERVED, and the top-level entry that holds the CA file config.json names ("ca").
+    from iotlink import config
+    from iotlink.errors import ConfigError
+
+    try:
+        ca = config.read().get("ca")
+    except (ConfigError, AttributeError):
+        ca = None
+    if isinstance(ca, str) and ca.strip("/"):
+        return RESERVED + (ca.strip("/").split("/")[0],)
+    return RESERVED
 
 
 def _message(exc):
@@ -26,8 +44,13 @@ class Install:
         self.up = updater
         self.prefix = prefix
         self.state = state
-        self.base = updater.base
         self._sink = None
+
+    def _step(self, name):
+        # Between two steps of the update, each bounded (a request ends by its deadline).
+        if self.up.feed:
+            self.up.feed()
+        ota_swap.step(name)
 
     def _report(self, state, error=None):
         return self.up.report(self.prefix, state, error)
@@ -38,14 +61,14 @@ class Install:
         to, size, expected, hasher = offer
         self._report("DOWNLOADING")
         try:
-            import machine  # noqa: F401 (now: nothing may fail for want of RAM after the swap)
+            import machine  # noqa: F401 (now: nothing may fail for want of RAM after the journal)
 
             self._download(path, to, size, hasher)
             self._report("DOWNLOADED")
             got = checksum.hexdigest(hasher)
             if got != expected:
                 raise UpdateFailed("checksum mismatch: %s expected, %s computed" % (expected, got))
-            ota_swap.step("verified")
+            self._step("verified")
             self._report("VERIFIED")
             self._report("UPDATING")
             if hasattr(self._sink, "boot"):
@@ -56,20 +79,18 @@ class Install:
             self._give_up(_message(e))
 
     def _give_up(self, error):
-        # The old app stays (or comes back) whole; the server hears why.
+        # The old app stays, whole; the server hears why.
         if self._sink:
             self._sink.abort()
             self._sink = None
-        job = self.state.get("job")
-        if job is None:
-            ota_swap.rmtree(self.base + ota_swap.STAGE)
-            self._report("FAILED", error)
+        if "image" in self.state.get("job", ()):
+            ota_swap.finish(self.state, False, error)
+            self.up.send_reports(self.state)
             return
-        if "image" in job:
-            ota_swap.finish(self.base, self.state, False, error)
-        else:
-            ota_swap.roll_back(self.base, self.state, error)
-        self.up.send_reports(self.state)
+        if self.state.pop("job", None):  # journaled, not swapped yet: boot.py would swap it
+            ota_swap.save_state(self.state)
+        ota_swap.rmtree(ota_swap.STAGE)
+        self._report("FAILED", error)
 
     def _download(self, path, to, size, hasher):
         # Chunk N = bytes [N*S, (N+1)*S) of the package, into one buffer, hashed and written out.
@@ -86,8 +107,7 @@ class Install:
                 self._sink = self._open_sink(part[0], size)
             hasher.update(part)
             self._sink.write(part)
-            if ota_swap.hook:
-                ota_swap.hook("chunk %d" % n)
+            self._step("chunk %d" % n)
         self._sink.close()
 
     def _fetch(self, path, to, n, part):
@@ -100,14 +120,16 @@ class Install:
         for attempt in range(CHUNK_TRIES):
             if attempt:
                 time.sleep_ms(self.up.retry_ms * attempt)
+                if self.up.feed:
+                    self.up.feed()
             try:
                 resp = self.up.tb.open_package(path, to[0], to[1], n, self.up.chunk_size)
                 try:
-                    length = resp.headers.get("content-length")
-                    if length is not None and int(length) != want:
+                    length = http.length(resp.headers)
+                    if length is not None and length != want:
                         raise UpdateFailed(
                             "chunk %d is %d bytes, %d expected: the announced size does not match "
-                            "the package" % (n, int(length), want)
+                            "the package" % (n, length, want)
                         )
                     got = http.read_into(resp, part)
                 finally:
@@ -133,18 +155,17 @@ class Install:
         from iotlink import ota_tar
 
         self._check_space(size)
-        stage = self.base + ota_swap.STAGE
-        ota_swap.rmtree(stage)
+        ota_swap.rmtree(ota_swap.STAGE)
         try:
-            os.mkdir(self.base + ota_swap.DIR)
+            os.mkdir(ota_swap.DIR)
         except OSError:
             pass
-        os.mkdir(stage)
-        return ota_tar.Unpacker(stage + "/", RESERVED)
+        os.mkdir(ota_swap.STAGE)
+        return ota_tar.Unpacker(ota_swap.STAGE + "/", reserved_names())
 
     def _check_space(self, size):
         try:
-            st = os.statvfs(self.base or ".")
+            st = os.statvfs(".")
         except (OSError, AttributeError):
             return
         free = st[1] * st[4]
@@ -154,19 +175,18 @@ class Install:
     def _apply_bundle(self, to):
         import machine
 
-        ota_swap.begin(self.base, self.state, self.prefix, to, self._sink.top)
+        ota_swap.begin(self.state, self.prefix, to, self._sink.top)
         self._sink = None
-        ota_swap.roll_forward(self.base, self.state)
-        ota_swap.step("reset")
-        machine.reset()
+        self._step("reset")
+        machine.reset()  # boot.py swaps the new app in
 
     def _apply_image(self, to):
         import machine
 
         self.state["job"] = {"kind": self.prefix, "to": to, "phase": "trial", "image": self._sink.label}
-        ota_swap.save_state(self.base, self.state)
-        ota_swap.step("journal")
+        ota_swap.save_state(self.state)
+        self._step("journal")
         self._sink.boot()
         self._sink = None
-        ota_swap.step("reset")
+        self._step("reset")
         machine.reset()

@@ -1,26 +1,59 @@
 # Streaming reader for the tar archives `tar -cf app.tar main.py lib/` makes (ustar, GNU long
 # names, pax paths). Fed the archive in slices of any size, in order, it writes the regular
 # files and directories under a destination folder and nothing anywhere else: absolute paths,
-# "..", links and devices are refused (UpdateFailed). RAM: one 512-byte header block, whatever
-# the archive.
+# "..", links, devices, paths deeper than MAX_DEPTH and reserved top-level names are refused
+# (UpdateFailed), and so is a .mpy file this MicroPython cannot load. It reads bytes not yet
+# verified: every length is checked before it is used, and every loop moves forward. RAM: one
+# 512-byte header block, whatever the archive.
 import os
+import sys
 
 from iotlink.errors import UpdateFailed
 
 BLOCK = 512
 MAX_META = 1024  # a long name or pax header larger than this is not from an app bundle
+MAX_DEPTH = 16  # folders in a member's path, its file included: "lib/iotlink/app.py" is 3
 _ZERO = bytes(BLOCK)
 _FILE_TYPES = (b"0", b"\0", b"7")
+
+
+def _shown(name):
+    return name if len(name) <= 80 else name[:77] + "..."
 
 
 def member_path(name):
     # "./lib/x.py" -> "lib/x.py"; refuses anything that could land outside the destination.
     if name.startswith("/") or "\\" in name or ":" in name:
-        raise UpdateFailed("unsafe path in package: %s" % name)
+        raise UpdateFailed("unsafe path in package: %s" % _shown(name))
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if not parts or ".." in parts:
-        raise UpdateFailed("unsafe path in package: %s" % name)
+        raise UpdateFailed("unsafe path in package: %s" % _shown(name))
+    if len(parts) > MAX_DEPTH:
+        raise UpdateFailed("path deeper than %d levels in package: %s" % (MAX_DEPTH, _shown(name)))
     return "/".join(parts)
+
+
+def fat_name(name):
+    # The name as FAT (the boards' file system) compares it: case aside, trailing dots and spaces
+    # dropped. "CONFIG.JSON", "Config.json" and "config.json." are all config.json there.
+    return name.rstrip(". ").lower()
+
+
+def mpy_problem(head):
+    # Why a .mpy file starting with these bytes would not load here, or None. A .mpy starts with
+    # b"M", its version, then flags: the native architecture in bits 2-7 (0: bytecode only,
+    # which any port of that version loads), the sub-version in bits 0-1.
+    vm = getattr(sys.implementation, "_mpy", None)
+    if vm is None:
+        return None  # a port that does not say what it loads
+    if len(head) < 4 or head[0] != 0x4D:
+        return "is not a .mpy file"
+    if head[1] != vm & 0xFF:
+        return "is .mpy version %d, this MicroPython loads version %d" % (head[1], vm & 0xFF)
+    arch = head[2] >> 2
+    if arch and (arch != (vm >> 10) & 0x3F or (head[2] & 3) != (vm >> 8) & 3):
+        return "holds native code for another MicroPython (architecture %d)" % arch
+    return None
 
 
 def _octal(field):
@@ -43,9 +76,10 @@ def _text(field):
 
 class Unpacker:
     def __init__(self, dest, reserved=()):
-        # dest: "" or a folder path ending in "/"; reserved: top-level names never written.
+        # dest: "" or a folder path ending in "/"; reserved: top-level names never written,
+        # compared as FAT compares names.
         self.dest = dest
-        self.reserved = reserved
+        self.reserved = [fat_name(n) for n in reserved]
         self.top = []  # top-level names in the archive, in order
         self.ended = False  # both end-of-archive zero blocks seen
         self._head = bytearray(BLOCK)
@@ -53,6 +87,7 @@ class Unpacker:
         self._left = 0  # data bytes of the current member still to come
         self._pad = 0  # padding after them, to the next 512-byte boundary
         self._file = None  # open file the member's data goes to
+        self._mpy = None  # (path, first bytes) of a .mpy member being written
         self._meta = None  # bytearray collecting a long name or a pax header
         self._meta_type = None
         self._next_path = None  # path given by a long-name/pax member for the next header
@@ -67,6 +102,8 @@ class Unpacker:
             if self._left:
                 take = min(self._left, n - i)
                 if self._file:
+                    if self._mpy and len(self._mpy[1]) < 4:
+                        self._mpy[1].extend(mv[i : i + min(take, 4 - len(self._mpy[1]))])
                     self._file.write(mv[i : i + take])
                 elif self._meta is not None:
                     self._meta.extend(mv[i : i + take])
@@ -136,6 +173,8 @@ class Unpacker:
             if slash > 0:
                 self._makedirs(path[:slash])
             self._file = open(self.dest + path, "wb")
+            if fat_name(path).endswith(".mpy"):
+                self._mpy = (path, bytearray())
         elif kind == b"5":
             self._makedirs(self._claim(name))
         else:
@@ -147,6 +186,12 @@ class Unpacker:
         if self._file:
             self._file.close()
             self._file = None
+            if self._mpy:
+                path, head = self._mpy
+                self._mpy = None
+                problem = mpy_problem(head)
+                if problem:
+                    raise UpdateFailed("%s %s" % (path, problem))
         elif self._meta is not None:
             self._next_path = self._meta_path()
             self._meta = None
@@ -155,29 +200,34 @@ class Unpacker:
         meta = bytes(self._meta)
         if self._meta_type == b"L":
             return _text(meta)
-        # pax records: "<length> <key>=<value>\n"
+        # pax records: "<length> <key>=<value>\n", the length counting the whole record. Each
+        # must fit what is left and end in a newline: then i always moves forward.
         i = 0
         path = None
         while i < len(meta):
             space = meta.find(b" ", i)
-            try:
-                length = int(meta[i:space]) if space > i else 0
-            except ValueError:
-                length = 0
-            if length <= space - i + 1:
+            digits = meta[i:space] if space > i else b""
+            if not digits.isdigit():
                 raise UpdateFailed("corrupt pax header")
-            key, _, value = meta[space + 1 : i + length - 1].partition(b"=")
+            end = i + int(digits)
+            if end <= space + 1 or end > len(meta) or meta[end - 1] != 10:  # 10: b"\n"
+                raise UpdateFailed("corrupt pax header")
+            key, _, value = meta[space + 1 : end - 1].partition(b"=")
             if key == b"path":
                 path = _text(value)
-            i += length
+            i = end
         return path
 
     def _claim(self, name):
         path = member_path(name)
         top = path.split("/")[0]
-        if top in self.reserved:
-            raise UpdateFailed("package may not contain %s" % top)
+        fat = fat_name(top)
+        if fat in self.reserved:
+            raise UpdateFailed("package may not contain %s" % _shown(top))
         if top not in self.top:
+            for other in self.top:
+                if fat_name(other) == fat:  # one entry on FAT, two elsewhere
+                    raise UpdateFailed("package holds both %s and %s" % (_shown(other), _shown(top)))
             self.top.append(top)
         return path
 

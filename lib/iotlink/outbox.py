@@ -5,6 +5,7 @@
 #   outbox.add(values, now, uptime)         a reading: on flash at once
 #   body, receipt = outbox.batch(n)         the oldest queued records as one request body
 #   outbox.sent(receipt)                    the server has them: they leave flash
+#   outbox.count(receipt)                   how many records that batch holds
 #
 # sent() is the one step that changes what is on flash for a batch: the head file, replaced
 # atomically, says where the unsent records start and carries the timeline's mark with it. A
@@ -61,12 +62,17 @@ class Outbox:
             self.store.dropped += 1
             print("queue: record lost (%s)" % e)
 
-    def batch(self, max_bytes):
-        # (the request body of the oldest queued records, about max_bytes of JSON; the receipt
-        # for sent()). Nothing leaves flash until then.
-        frames, cursor = self.store.batch(max_bytes=max_bytes, parse=False)
+    def batch(self, max_bytes, max_records=None):
+        # (the request body of the oldest queued records, about max_bytes of JSON, max_records at
+        # most; the receipt for sent()). Nothing leaves flash until then.
+        frames, cursor = self.store.batch(max_records or 50, max_bytes, parse=False)
         body, state = self.timeline.body(frames)
         return body, (cursor, state)
+
+    @staticmethod
+    def count(receipt):
+        # How many records the batch of that receipt holds.
+        return receipt[0][2]
 
     def sent(self, receipt, refused=False):
         # The server took the batch of that receipt (or refused it for good: refused=True counts

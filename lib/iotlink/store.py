@@ -13,7 +13,7 @@ import json
 import os
 import struct
 
-from iotlink import write_atomic
+from iotlink.files import read, write_atomic
 
 FRAME = "<BHI"  # magic, payload length, CRC32 of the payload
 HEADER = struct.calcsize(FRAME)
@@ -67,8 +67,7 @@ class Store:
 
     def _load_head(self, first):
         try:
-            with open(self.root + "/head") as f:
-                head = json.loads(f.read())
+            head = json.loads(read(self.root + "/head"))
             return int(head["seg"]), int(head["off"]), int(head["dropped"]), head.get("mark")
         except (OSError, ValueError, KeyError, TypeError):
             # No head yet (or unreadable): start at the oldest segment. At worst records that were

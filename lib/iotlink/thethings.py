@@ -158,12 +158,18 @@ class TheThings:
         if not broadcast:
             flags.append("broadcast=false")  # store only
         url = self._thing + ("?" + "&".join(flags) if flags else "")
-        self._request("POST", url, {"values": records})
+        # The echo is expected before the POST goes: the server may stream it to a subscriber
+        # (another thread) before the POST has its reply. A write that fails is not echoed.
+        echoes = []
         if broadcast:
             now = time.ticks_ms()
-            for r in records:
-                self._echoes.append((r["key"], r["value"], now))
-            self._echoes = self._echoes[-MAX_ECHOES:]
+            echoes = [(r["key"], r["value"], now) for r in records]
+            self._echoes = (self._echoes + echoes)[-MAX_ECHOES:]
+        try:
+            self._request("POST", url, {"values": records})
+        except Exception:
+            self._echoes = [e for e in self._echoes if not any(e is mine for mine in echoes)]
+            raise
 
     def _resource(self, key, query="", limit=http.MAX_BODY):
         # The values of a resource as the server lists them; [] when it has none (404).

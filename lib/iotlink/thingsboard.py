@@ -75,8 +75,11 @@ class ThingsBoard:
     def wait_rpc(self, timeout_ms=20000):
         # {"id": int, "method": str, "params": any}, or None when no RPC came in time.
         rpc = self._poll("rpc", timeout_ms)
-        if rpc is not None and not (isinstance(rpc, dict) and "id" in rpc and "method" in rpc):
-            raise ProtocolError("RPC request without id or method")
+        if rpc is not None:
+            if not (isinstance(rpc, dict) and "id" in rpc and "method" in rpc):
+                raise ProtocolError("RPC request without id or method")
+            if not isinstance(rpc["id"], int) or isinstance(rpc["id"], bool):  # 1e999 is a float
+                raise ProtocolError("RPC request id is not an integer")
         return rpc
 
     def reply_rpc(self, request_id, result):

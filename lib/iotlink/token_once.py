@@ -9,16 +9,24 @@
 import binascii
 import os
 
-from iotlink import config, write_atomic
+from iotlink import config
 from iotlink.errors import ConfigError, HTTPError, ProvisionError
+from iotlink.files import read, write_atomic
 from iotlink.thingsboard import ThingsBoard
 
 CHOSEN = "token.chosen"  # the token this board asks ThingsBoard for, kept until it is saved
 
 
 def obtain(cfg, path, timeout):
-    # A new token, put into cfg and saved into the config file at path.
+    # A new token, put into cfg and saved into the config file at path. One config.json would
+    # refuse is never saved: the board would wait for a fixed file for ever.
     token = _request(cfg, timeout)
+    checked = dict(cfg)
+    checked["token"] = token
+    try:
+        config.check(checked)
+    except ConfigError as e:
+        raise ProvisionError("FAILURE", "the server's token is not usable: %s" % e)
     cfg["token"] = token
     try:
         config.save_token(token, path)
@@ -58,11 +66,10 @@ def _request(cfg, timeout):
 def _chosen():
     # The token this board asks for, on flash before it is sent.
     try:
-        with open(CHOSEN) as f:
-            token = f.read().strip()
+        token = read(CHOSEN).decode().strip()
         if token:
             return token
-    except OSError:
+    except (OSError, UnicodeError):
         pass  # none chosen yet
     token = binascii.hexlify(os.urandom(10)).decode()
     write_atomic(CHOSEN, token.encode())

@@ -61,7 +61,7 @@ from iotlink.errors import ConnectionFailed
 class Updater:
     KEYS = ()
     error = ConnectionFailed("server gone")
-    def __init__(self, client):
+    def __init__(self, client, feed=None):
         pass
     def report_boot(self):
         if FAILURE == "memory":

@@ -161,3 +161,25 @@ def test_a_broken_state_starts_a_new_run_of_wakes(mp, server, device, cause):
     (mp.flash / ".rtc_memory").write_bytes(b"\x00\xff not json")
     out, _, _ = wakes.wake(cause)
     assert "wake 1: 1 queued, sending" in out
+
+
+def test_a_new_app_on_trial_reaches_the_server_at_its_first_wake_so_its_update_is_kept(mp, server, device):
+    # boot.py rolls a new app back at the next boot unless it reached the server: its first wake
+    # talks to the server, even one that the schedule would have slept through (send_every,
+    # the rest of a long interval).
+    wakes = Wakes(mp, server.url, send_every=5)
+    (mp.flash / "config.json").write_text((mp.flash / "config.json").read_text().replace('"interval_s": 60',
+                                                                                         '"interval_s": 9000'))
+    wakes.wake(PWRON_RESET)
+    assert wakes.state()["rest"] > 0
+    (mp.flash / ".ota").mkdir()
+    job = {"kind": "sw", "to": ["app", "2"], "phase": "trial", "new": ["main.py"], "old": [], "boots": 1}
+    (mp.flash / ".ota" / "state.json").write_text(json.dumps({"job": job}))
+    out, ms, radio = wakes.wake()
+    assert "wake 2: 1 queued, sending" in out and radio == ["up", "connect", "disconnect", "down"]
+    assert ms == 3600000 and seqs(server) == [1, 2]
+    journal = json.loads((mp.flash / ".ota" / "state.json").read_text())
+    assert "job" not in journal and journal["run"] == {"sw": ["app", "2"]} and not journal.get("report")
+    assert {"sw_state": "UPDATED"} in [b["values"] for b in telemetry(server) if isinstance(b, dict)]
+    out, _, radio = wakes.wake()  # the update kept: the schedule again
+    assert "wake" not in out and radio == []

@@ -3,9 +3,10 @@
 import json
 
 import pytest
-from support import LOAD, load
+from support import LOAD, RawServer, load
 
-SECRETS = ("S3CRET-TOKEN", "WIFI-PASSWORD", "PROVISION-SECRET", "ACTIVATION-CODE")
+SECRETS = ("S3CRET-TOKEN", "WIFI-PASSWORD", "PROVISION-SECRET", "ACTIVATION-CODE",
+           "12345678", "4711", "31415")  # numbers too: a password may be one
 
 GOOD = {
     "platform": "thingsboard",
@@ -60,16 +61,21 @@ def test_provisioning_and_activation_replace_the_token(mp):
     (with_({"server": 8080}), "'server' must be a non-empty string (got 8080)"),
     (with_({"server": "ftp://files"}), "'server' must start with http:// or https://"),
     (with_({"token": ""}), "'token' must be a non-empty string (got an empty string)"),
-    (with_({"token": "S3CRET-TOKEN/x"}), "'token' must not contain '/'"),
+    (with_({"token": "S3CRET-TOKEN/x"}), "'token' may hold only letters, digits and - _ . ~"),
+    (with_({"token": 12345678}), "'token' must be a non-empty string (got a number)"),
     (with_({}, drop=["token"]), "no 'token': give the device's access token or a 'provision' block"),
     (with_({"platform": "thethings"}, drop=["token"]), "no 'token': give the thing token or an 'activation_code'"),
     (with_({"wifi": "lab"}), "'wifi' must be an object (got a string)"),
     (with_({"wifi": {"password": "WIFI-PASSWORD"}}), "'wifi.ssid' is missing"),
-    (with_({"wifi": {"ssid": "lab", "password": 1234}}), "'wifi.password' must be a string (got 1234)"),
+    (with_({"wifi": {"ssid": "lab", "password": 12345678}}), "'wifi.password' must be a string (got a number)"),
     (with_({"wifi": {"ssid": "lab", "pass": "WIFI-PASSWORD"}}), "'wifi.pass' is not a known key"),
     (with_({"provision": {"key": "K"}}, drop=["token"]), "'provision.secret' is missing"),
     (with_({"provision": {"key": "K", "secret": ["PROVISION-SECRET"]}}), "'provision.secret' must be a non-empty string (got list)"),
-    (with_({"activation_code": 5}), "'activation_code' must be a non-empty string (got 5)"),
+    (with_({"activation_code": 5}), "'activation_code' must be a non-empty string (got a number)"),
+    (with_({"provision": {"key": 4711, "secret": "PROVISION-SECRET"}}),
+     "'provision.key' must be a non-empty string (got a number)"),
+    (with_({"provision": {"key": "K", "secret": 31415.9}}),
+     "'provision.secret' must be a non-empty string (got a number)"),
     (with_({"interval_s": "10"}), "'interval_s' must be a positive number of seconds (got a string)"),
     (with_({"interval_s": 0}), "'interval_s' must be a positive number of seconds (got 0)"),
     (with_({"interval_s": -5}), "'interval_s' must be a positive number of seconds (got -5)"),
@@ -203,3 +209,69 @@ def test_a_torn_temporary_file_from_a_power_cut_does_not_matter(mp):
     mp('from iotlink import config\nconfig.save_token("T2")')
     assert json.loads((mp.flash / "config.json").read_text())["token"] == "T2"
     assert not (mp.flash / "config.json.tmp").exists()
+
+
+# ---- a token from the server is saved only if config.json will load with it -------------------
+
+OBTAIN = """
+from iotlink import config, token_once
+from iotlink.errors import ProvisionError
+cfg = config.load()
+try:
+    token_once.obtain(cfg, "config.json", 3)
+    out(["ok", config.load()["token"]])
+except ProvisionError as e:
+    out(["ProvisionError", str(e)])
+"""
+
+
+def obtain(mp, platform, token):
+    if platform == "thingsboard":
+        cfg = {"server": None, "provision": {"key": "K", "secret": "PROVISION-SECRET"}}
+        reply = {"status": "SUCCESS", "credentialsType": "ACCESS_TOKEN", "credentialsValue": token}
+    else:
+        cfg = {"platform": "thethings", "server": None, "activation_code": "ACTIVATION-CODE"}
+        reply = {"status": "created", "thingToken": token}
+    body = json.dumps(reply).encode()
+    raw = RawServer(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    try:
+        cfg["server"] = raw.url
+        (mp.flash / "config.json").write_text(json.dumps(cfg))
+        return mp(OBTAIN), cfg
+    finally:
+        raw.stop()
+
+
+@pytest.mark.parametrize("platform", ["thingsboard", "thethings"])
+@pytest.mark.parametrize("token, why", [
+    (12345, "(got a number)"),  # thethings.iO's activation refuses it itself: "no thing token"
+    ("a b", "'token' may hold only letters, digits and"),
+    ("a/b", "'token' may hold only letters, digits and"),
+    ("ab\r\ncd", "'token' may hold only letters, digits and"),
+    ("caf\u00e9", "'token' may hold only letters, digits and"),
+    ("a" * 129, "'token' must be at most 128 characters long"),
+])
+def test_an_odd_token_from_the_server_is_refused_not_saved(mp, platform, token, why):
+    run, cfg = obtain(mp, platform, token)
+    kind, message = run.result
+    if platform == "thethings" and not isinstance(token, str):
+        why = "no thing token in the reply"
+    assert kind == "ProvisionError" and why in message, message
+    assert json.loads((mp.flash / "config.json").read_text()) == cfg  # untouched: it still loads
+    if isinstance(token, str) and len(token) > 1:
+        assert token not in run.stdout
+
+
+@pytest.mark.parametrize("platform", ["thingsboard", "thethings"])
+@pytest.mark.parametrize("token", ["A1b2C3d4E5f6G7h8I9j0", "TEST_TOKEN", "x-y.z~1", "k" * 128])
+def test_tokens_as_the_servers_make_them_are_saved(mp, platform, token):
+    run, _ = obtain(mp, platform, token)
+    assert run.result == ["ok", token]
+
+
+def test_an_empty_token_from_the_server_is_refused(mp):
+    # (ThingsBoard's reply without a token is refused too, then the token the board chose is
+    # tried: the one an earlier try may have created the device with.)
+    run, cfg = obtain(mp, "thethings", "")
+    assert run.result == ["ProvisionError", "error no thing token in the reply"]
+    assert json.loads((mp.flash / "config.json").read_text()) == cfg

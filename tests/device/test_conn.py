@@ -78,6 +78,10 @@ out([c.request("POST", {raw.url!r} + "/x", b"1")[0], c.request("POST", {raw.url!
      ["ok", {"a": 12}]),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n", ["ProtocolError", "reply truncated"]),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", ["ProtocolError", "bad chunk header"]),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n{}", ["ProtocolError", "bad chunk header"]),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\n{}", ["ProtocolError", "bad chunk header"]),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n" + b"X-Trailer: 1\r\n" * 100,
+     ["ProtocolError", "too many trailer lines"]),
     (b"HTTP/1.0 200 OK\r\n\r\n{\"until\": \"eof\"}", ["ok", {"until": "eof"}]),
     (b"HTTP/1.1 200 OK\r\n" + b"X-Junk: 1\r\n" * 100 + b"\r\n{}", ["ProtocolError", "too many header lines"]),
     # A long header line (a cookie, a policy) is read past in pieces; the lines after it still count.
@@ -138,3 +142,55 @@ ThingsBoard({tls_server.url!r}, "TLS_TOKEN", keepalive=True).send_telemetry({{"v
 ThingsBoard({tls_server.url!r}, "TLS_TOKEN").send_telemetry({{"v": 4}})
 """)
     assert [v for _, _, v in tls_server.telemetry("tls-device", "v")] == [3, 4]
+
+
+# ---- a deadline per request, however the server drips ----------------------------------------
+
+DRIP_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 200\r\n\r\n"
+DRIP_BODY = b"x" * 200
+
+
+@pytest.mark.parametrize("drip_from", [0, len(DRIP_HEAD)], ids=["head", "body"])
+def test_a_server_dripping_its_reply_is_cut_at_the_deadline(mp, drip_from):
+    # A byte every 0.5 s: no read ever waits its 1 s timeout out, the whole would take 2 minutes.
+    raw = RawServer(DRIP_HEAD + DRIP_BODY, drip=0.5, drip_from=drip_from)
+    try:
+        run = mp(ATTEMPT + f"""
+from iotlink.http_conn import Connection
+c = Connection({raw.url!r}, timeout=1)
+out(attempt(c.request, "GET", {raw.url!r} + "/x"))
+""", timeout=30)
+        assert run.result == ["Timeout", "no whole reply within 3 s"]
+    finally:
+        raw.stop()
+
+
+def test_a_dripped_body_through_the_port_requests_is_cut_at_the_deadline(mp):
+    raw = RawServer(DRIP_HEAD + DRIP_BODY, drip=0.5, drip_from=len(DRIP_HEAD))
+    try:
+        run = mp(ATTEMPT + f"""
+from iotlink import http_oneshot
+out(attempt(http_oneshot.request, "GET", {raw.url!r} + "/x", timeout=1))
+""", timeout=30)
+        assert run.result == ["Timeout", "no whole reply within 3 s"]
+    finally:
+        raw.stop()
+
+
+@pytest.mark.parametrize("drip_from", [0, len(DRIP_HEAD)], ids=["head", "error body"])
+def test_a_stream_s_head_and_error_body_have_a_deadline(mp, drip_from):
+    raw = RawServer(DRIP_HEAD.replace(b"200 OK", b"500 Oops") + DRIP_BODY, drip=0.5, drip_from=drip_from)
+    try:
+        run = mp(ATTEMPT + f"""
+from iotlink.http_stream import Stream
+s = Stream({raw.url!r} + "/x", timeout=1)
+status = attempt(s.open)
+out([status, len(s.read_rest()) if status == ["ok", 500] else None])
+""", timeout=30)
+        status, rest = run.result
+        if drip_from:
+            assert status == ["ok", 500] and rest < len(DRIP_BODY)  # what came before the deadline
+        else:
+            assert status == ["Timeout", "no whole reply within 3 s"]
+    finally:
+        raw.stop()

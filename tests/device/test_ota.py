@@ -1,12 +1,13 @@
 """OTA end to end: a virtual board (micropython, tmp flash) updates itself from the devserver.
 
-Each run of BOOT is one boot of the board: resume() as boot.py does, report_boot(), then check()
+Each run of BOOT is one boot of the board: boot.py's resume(), then report_boot() and check()
 with the shared attributes read from the server. A run ending with status 75 reset the board.
 """
 
 import io
 import json
 import os
+import shutil
 import tarfile
 
 import pytest
@@ -52,28 +53,35 @@ def offer(server, data, title="app", version="2.0", kind="FIRMWARE", algorithm="
 
 @pytest.fixture
 def board(mp, device):
-    install(mp.flash, {**OLD_APP, **USER_FILES})
+    install(mp.flash, {**OLD_APP, **USER_FILES, "boot.py": (REPO / "boot.py").read_bytes()})
     return mp
 
 
 UPDATED = ["DOWNLOADING", "DOWNLOADED", "VERIFIED", "UPDATING", "UPDATED"]
-# The named steps of NEW_APP's update with 4 KiB chunks (the tar is 10 KiB), in order.
-UPDATE_STEPS = ["chunk 0", "chunk 1", "chunk 2", "verified", "journal", "keep main.py", "keep lib",
-                "move main.py", "move lib", "trial", "reset"]
+# The named steps of NEW_APP's update with 4 KiB chunks (the tar is 10 KiB), in order: the
+# running app downloads, verifies and journals it; at the next boot, boot.py swaps it in.
+DOWNLOAD_STEPS = ["chunk 0", "chunk 1", "chunk 2", "verified", "journal", "reset"]
+SWAP_STEPS = ["keep main.py", "keep lib", "move main.py", "move lib", "trial"]
+UPDATE_STEPS = DOWNLOAD_STEPS + SWAP_STEPS
+
+
+def steps(run):
+    return [r for r in run.results if isinstance(r, str) and r != "idle"]
 
 
 def test_tar_bundle_update_end_to_end(board, server):
     offer(server, make_tar(NEW_APP))
     first = boot(board, server)
     assert first.returncode == REBOOT
-    assert [r for r in first.results if isinstance(r, str)] == UPDATE_STEPS
+    assert steps(first) == DOWNLOAD_STEPS
     assert chunk_requests(server) == [0, 1, 2]
     assert all(e.query["size"] == ["4096"] and e.query["title"] == ["app"] and e.query["version"] == ["2.0"]
                for e in server.requests_to("/firmware"))
-    assert tree(board.flash) == {**NEW_APP, **USER_FILES}
-    assert (board.flash / ".ota/old/lib/old.py").exists()  # kept until the new app reaches the server
+    assert tree(board.flash) == {**OLD_APP, **USER_FILES}  # nothing of the app moved yet
 
     second = boot(board, server)
+    assert steps(second)[:len(SWAP_STEPS)] == SWAP_STEPS
+    assert after_resume(second) == text({**NEW_APP, **USER_FILES})
     assert second.returncode == 0 and second.results[-1] == "idle"
     assert states(server) == UPDATED
     # Distinct timestamps: no state overwrote another. The first two are the server's own, set when
@@ -245,12 +253,68 @@ def test_algorithm_the_port_lacks_is_refused(board, server):
     ("lib/../../escape.py", "unsafe path"),
     ("config.json", "package may not contain config.json"),
     (".ota/state.json", "package may not contain .ota"),
+    # FAT, the boards' file system, takes these for the names above: so does the board.
+    ("CONFIG.JSON", "package may not contain CONFIG.JSON"),
+    ("Config.json", "package may not contain Config.json"),
+    ("config.json.", "package may not contain config.json."),
+    (".OTA/state.json", "package may not contain .OTA"),
+    # The update guard, and what each board keeps for itself.
+    ("boot.py", "package may not contain boot.py"),
+    ("Boot.PY", "package may not contain Boot.PY"),
+    ("queue/head", "package may not contain queue"),
+    ("token.chosen", "package may not contain token.chosen"),
+    ("certs/ca.der", "package may not contain certs"),  # the CA file config.json names
 ])
 def test_hostile_tar_members_are_refused(board, server, name, error):
+    (board.flash / "config.json").write_text('{"token": "TEST_TOKEN", "ca": "/certs/ca.der"}')
     offer(server, make_tar({"main.py": b"print('evil')\n", name: b"EVIL = 1\n"}))
     assert boot(board, server).returncode == 0
-    assert_failed(board, server, error)
+    sent = wire(server)
+    assert sent[-1][0] == "FAILED" and error in sent[-1][1], sent
+    assert tree(board.flash) == {**OLD_APP, **USER_FILES, "config.json": (board.flash / "config.json").read_bytes()}
+    assert (board.flash / "boot.py").read_bytes() == (REPO / "boot.py").read_bytes()
+    assert not (board.flash / ".ota/stage").exists()
     assert not (board.flash.parent / "escape.py").exists()
+
+
+def test_mpy_files_of_another_micropython_are_refused_before_the_swap(board, server):
+    # Compiled for MicroPython with .mpy version 5: this one (version 6) cannot import them.
+    app = {**NEW_APP, "lib/iotlink/app.mpy": b"M\x05\x00\x1f" + bytes(40)}
+    offer(server, make_tar(app))
+    run = boot(board, server)
+    assert run.returncode == 0 and "journal" not in run.results  # no reset, nothing journaled
+    assert_failed(board, server, "lib/iotlink/app.mpy is .mpy version 5, this MicroPython loads version 6")
+    assert not (board.flash / ".ota/state.json").exists()  # no job ever written
+
+
+def deep(levels):
+    return "/".join(["d"] * levels)
+
+
+def test_a_300_level_folder_fails_the_update_and_the_next_one_installs(board, server):
+    offer(server, make_tar({"main.py": b"print('deep')\n", deep(300) + "/x.py": b"X = 1\n"}))
+    assert boot(board, server).returncode == 0
+    assert_failed(board, server, "path deeper than 16 levels in package: d/d/d/")
+    offer(server, make_tar(NEW_APP), version="2.1")
+    boot_until_idle(board, server)
+    assert tree(board.flash) == {**NEW_APP, **USER_FILES} and states(server)[-1] == "UPDATED"
+
+
+def test_any_depth_left_on_the_flash_is_removed(board, server):
+    # A staging folder 300 levels deep (an older firmware unpacked one): boot.py removes it, and
+    # so does the update code before it unpacks the next package.
+    for folder in (".ota/stage", ".ota/old"):
+        path = board.flash / folder / deep(300)
+        path.mkdir(parents=True)
+        (path / "x.py").write_text("X = 1\n")
+    offer(server, make_tar(NEW_APP))
+    boot_until_idle(board, server)
+    assert tree(board.flash) == {**NEW_APP, **USER_FILES} and states(server) == UPDATED
+    assert sorted(p.name for p in (board.flash / ".ota").iterdir()) == ["state.json"]
+    shutil.copytree(board.flash / "lib", board.flash / ".ota/stage/lib")
+    (board.flash / ".ota/stage" / deep(300)).mkdir(parents=True)
+    board("from iotlink import ota_swap\nota_swap.rmtree('.ota/stage')")
+    assert not (board.flash / ".ota/stage").exists()
 
 
 def test_links_in_a_tar_are_refused(board, server):
@@ -293,6 +357,8 @@ def assert_whole(run):
 def test_power_cut_during_update(board, server, step):
     offer(server, make_tar(NEW_APP))
     cut = boot(board, server, kill=step)
+    if step in SWAP_STEPS:  # at the next boot
+        cut = boot(board, server, kill=step)
     assert cut.returncode == KILLED and cut.results[-1] == step
     runs = boot_until_idle(board, server)
     assert_whole(runs[0])
@@ -324,6 +390,27 @@ def test_new_app_that_never_reaches_the_server_is_rolled_back(board, server):
     assert current(server) == ("iotlink", "0.1.0")
     assert len(server.requests_to("/firmware")) == 3  # the refused package is not fetched again
     assert boot(board, server).returncode == 0 and len(server.requests_to("/firmware")) == 3
+
+
+@pytest.mark.parametrize("files, why", [
+    ({"main.py": b"def broken(:\n"}, "did not start (SyntaxError: invalid syntax)"),
+    # lib/ replaced whole by one without the module main.py imports (as a lib/ without iotlink)
+    ({"main.py": b"import old\nprint('new app')\n", "lib/new.py": b"NEW = 1\n"},
+     "did not start (ImportError: no module named 'old')"),
+    ({"main.py": b"raise OSError(5)\n"}, "did not start (OSError: [Errno 5] EIO)"),
+    ({"main.py": b"print('done')\n"}, "ended before it reached the server"),
+])
+def test_a_new_app_that_cannot_start_is_rolled_back_by_boot_py(board, server, files, why):
+    offer(server, make_tar(files))
+    assert boot(board, server).returncode == REBOOT  # downloaded, verified, journaled
+    trial = board("", args=["boot.py"], check=False)  # the board's next boot, as it runs boot.py
+    assert trial.returncode == REBOOT  # reset by the guard: no human step
+    back = boot(board, server)  # and the next: rolled back, the old app reports why
+    assert back.returncode == 0 and back.results[-1] == "idle"
+    assert after_resume(back) == text({**OLD_APP, **USER_FILES})
+    assert wire(server)[-1] == ("FAILED", "app 2.0 %s: rolled back" % why)
+    assert current(server) == ("iotlink", "0.1.0")
+    assert not (board.flash / ".ota/old").exists() and not (board.flash / ".ota/stage").exists()
 
 
 @pytest.mark.parametrize("step", ["rollback", "restore main.py", "restore lib", "finished"])
@@ -427,9 +514,50 @@ def test_esp32_image_only_as_firmware(board, server):
 
 def test_boot_py_finishes_an_interrupted_swap(board, server):
     offer(server, make_tar(NEW_APP))
+    assert boot(board, server).returncode == REBOOT
     assert boot(board, server, kill="keep lib").returncode == KILLED  # main.py already moved out
-    (board.flash / "boot.py").write_bytes((REPO / "boot.py").read_bytes())
-    board("", args=["boot.py"])
-    assert tree(board.flash) == {**NEW_APP, **USER_FILES, "boot.py": (REPO / "boot.py").read_bytes()}
+    # boot.py as the board runs it: it finishes the swap, then runs the new app on trial, which
+    # here prints and ends without reaching any server: the board resets.
+    run = board("", args=["boot.py"], check=False)
+    assert run.returncode == REBOOT and "new app" in run.stdout
+    assert tree(board.flash) == {**NEW_APP, **USER_FILES}
     job = json.loads((board.flash / ".ota/state.json").read_text())["job"]
-    assert job["phase"] == "trial" and job["boots"] == 1  # this boot runs the new app on trial
+    assert job["phase"] == "trial" and job["boots"] == 1
+    assert job["error"] == "ended before it reached the server"
+
+
+# ---- the watchdog ----------------------------------------------------------------------------
+
+SLOW_DOWNLOAD = """
+import time
+from iotlink import app
+wdt = app.Watchdog()
+cfg = app.config.load()
+a = app.App(cfg, wdt)
+a.start()
+while a.start_tasks:
+    a.step()
+conn = a.client.transport
+request = conn.open
+def slow(method, url, *args, **kw):  # a slow network: each chunk takes 400 ms
+    if "/firmware?" in url:
+        time.sleep_ms(400)
+    return request(method, url, *args, **kw)
+conn.open = slow
+wdt.start(cfg["wdt_ms"])
+a.read_attributes()  # the package announced: downloaded, verified, journaled, reset
+"""
+
+
+def test_the_loop_feeds_its_watchdog_while_an_update_downloads(board, server):
+    # The fake machine.WDT resets the board at the first call into machine after it expired:
+    # here at the latest the update's own reset.
+    (board.flash / "config.json").write_text(json.dumps({"server": server.url, "token": "TEST_TOKEN",
+                                                         "wdt_ms": 1000, "interval_s": 60}))
+    data = make_tar({**NEW_APP, "lib/data.bin": os.urandom(20000)})
+    offer(server, data)
+    run = board(SLOW_DOWNLOAD, check=False)
+    assert run.returncode == REBOOT
+    assert "machine: reset" in run.stdout and "WDT not fed" not in run.stdout, run.stdout
+    assert json.loads((board.flash / ".ota/state.json").read_text())["job"]["phase"] == "swap"
+    assert chunk_requests(server) == list(range(-(-len(data) // 4096)))  # 8 chunks: 3.2 s

@@ -83,3 +83,65 @@ o.add({"t": 21.5}, 1_700_000_000_000, 0)
 out(o.batch(4096)[0].decode())
 """)
     assert json.loads(run.result) == [{"ts": 1_700_000_000_000, "values": {"t": 21.5}}]
+
+
+# ---- the loop's sending (App.send_batch) against a server that refuses -------------------------
+
+SEND = """
+import json
+from iotlink import app
+from iotlink.errors import HTTPError
+a = app.App(app.config.load(), app.Watchdog())
+
+class Server:  # what send_telemetry meets: STATUS for the first FAILING requests, then 200, but
+    # 400 for any batch that holds the record with "bad"
+    def __init__(self):
+        self.stored, self.requests, self.statuses = [], 0, []
+    def send_telemetry(self, body):
+        records = json.loads(body)
+        self.requests += 1
+        status = STATUS if self.requests <= FAILING else 200
+        if any(r["values"].get("bad") for r in records):
+            status = 400
+        self.statuses.append([len(records), status])
+        if status != 200:
+            raise HTTPError(status, "refused")
+        self.stored += [r["values"]["n"] for r in records]
+
+a.client = server = Server()
+for n in range(10):
+    a.outbox.add({"n": n, "bad": n == BAD}, 1_700_000_000_000 + n, n)
+for _ in range(30):  # steps of the loop, each a batch: on any error, recover() decides
+    if not a.outbox.pending:
+        break
+    try:
+        a.send_batch()
+    except Exception as e:
+        a.recover(e)
+out([server.stored, a.outbox.dropped, a.outbox.pending, server.statuses])
+"""
+
+
+def send(mp, status=200, failing=0, bad=None):
+    (mp.flash / "config.json").write_text(json.dumps({"server": "http://127.0.0.1:1", "token": "T"}))
+    return mp(f"STATUS, FAILING, BAD = {status}, {failing}, {bad}\n" + SEND).result
+
+
+def test_a_server_answering_404_for_a_while_loses_nothing(mp):
+    stored, dropped, pending, statuses = send(mp, status=404, failing=3)
+    assert stored == list(range(10)) and dropped == 0 and pending == 0
+    assert statuses == [[10, 404]] * 3 + [[10, 200]]
+
+
+def test_other_4xx_keep_the_queue_too(mp):
+    for status in (405, 409, 410, 408, 429):
+        assert send(mp, status=status, failing=2)[:3] == [list(range(10)), 0, 0]
+        (mp.flash / "queue").rename(mp.flash / f"queue-{status}")
+
+
+def test_a_batch_with_a_record_the_server_refuses_loses_only_that_record(mp):
+    stored, dropped, pending, statuses = send(mp, bad=6)
+    assert stored == [0, 1, 2, 3, 4, 5, 7, 8, 9] and dropped == 1 and pending == 0
+    # Halved until the refused record is alone: 10 refused; 5 taken, 5 refused; 2 refused; 1 taken,
+    # 1 refused and dropped; then the rest as one batch again.
+    assert statuses == [[10, 400], [5, 200], [5, 400], [2, 400], [1, 200], [1, 400], [3, 200]]

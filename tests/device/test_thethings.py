@@ -277,3 +277,35 @@ def test_devserver_refuses_what_the_platform_refuses(server, thing):
     assert post(things + "?store=false", {"values": [{"key": "a", "value": 1}]})[0] == 201
     assert post(things + "?broadcast=false", {"values": [{"key": "a", "value": 2}]})[0] == 201
     assert [v["value"] for v in server.thethings.values(thing, "a")] == [2]
+
+
+ECHO = """
+from iotlink import errors
+seen = []
+request = tt.transport.request
+def posting(method, url, *args):
+    # The moment the POST goes: a subscriber may get the echo from here on.
+    seen.append([e[:2] for e in tt._echoes])
+    return request(method, url, *args)
+tt.transport.request = posting
+tt.write({"led": "on"})
+out([seen, tt._own_echo("led", "on"), tt._own_echo("led", "on")])
+"""
+
+
+def test_an_own_write_is_known_as_an_echo_before_it_is_posted(server, thing, mp):
+    run = mp(tt(server.url, thing) + ECHO)
+    # Expected from the first byte of the POST on, and taken for an echo once only.
+    assert run.result == [[[["led", "on"]]], True, False]
+
+
+def test_a_write_that_fails_is_not_expected_as_an_echo(mp):
+    raw = RawServer(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    try:
+        run = mp(tt(raw.url, "TOK") + """
+print(attempt(tt.write, {"led": "on"}))
+out([tt._echoes, tt._own_echo("led", "on")])
+""")
+        assert run.result == [[], False]
+    finally:
+        raw.stop()

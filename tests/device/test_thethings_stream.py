@@ -266,6 +266,8 @@ def test_a_stream_without_chunking_is_read_raw(mp):
     b'5\r\n[{"ke\r\n0\r\n\r\n',            # a last chunk in the middle of a document
     b"1000\r\n" + b"[" + b'"x",' * 1100,  # a document over the 4 KB buffer
     b"zz\r\n",                             # not a chunk header
+    b"-1\r\n" + b"x" * 50,                # a negative size: it must not read backwards
+    b"0x10\r\n" + b"x" * 16,              # no prefix in chunk sizes
 ])
 def test_a_broken_stream_is_dropped_and_reopened(mp, tail):
     good = chunked(SUBSCRIBED + b'[{"key":"a","value":1}]', [100])

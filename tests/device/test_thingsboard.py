@@ -271,7 +271,7 @@ def test_a_silent_server_is_a_timeout_not_a_hang(mp):
 def test_hostile_replies_are_clear_errors_in_a_small_heap(mp, reply, expected):
     raw = RawServer(reply)
     try:
-        run = mp(tb(raw.url) + "out(attempt(tb.request_attributes))", heapsize="48k")
+        run = mp(tb(raw.url) + "out(attempt(tb.request_attributes))", heapsize="52k")
         assert run.result[0] == "ProtocolError"
         assert expected in run.result[2]
     finally:
@@ -338,5 +338,45 @@ out([r[0], len(r[1]["shared"]["a"]) if r[0] == "ok" else r[2]])
 """)
         assert run.result[0] == expected
         assert run.result[1] == (pad if extra == 0 else "reply exceeds the 8192 byte limit")
+    finally:
+        raw.stop()
+
+
+# ---- malformed replies are the library's own errors, never a crash or a memory error ----------
+
+@pytest.mark.parametrize("transport", ["requests", "keepalive"])
+@pytest.mark.parametrize("length", [b"abc", b"0x10", b"-1", b"+5", b"1e3", b"", b"99999999999999999999"])
+def test_a_bad_content_length_is_a_protocol_error(mp, transport, length):
+    raw = RawServer(b"HTTP/1.1 200 OK\r\nContent-Length: " + length + b"\r\n\r\n{}")
+    try:
+        run = mp(tb(raw.url) + f"""
+tb = ThingsBoard({raw.url!r}, "T", timeout=5, keepalive={transport == "keepalive"})
+out(attempt(tb.request_attributes))""")
+        assert run.result == ["ProtocolError", None, "bad Content-Length"]
+    finally:
+        raw.stop()
+
+
+@pytest.mark.parametrize("transport", ["requests", "keepalive"])
+@pytest.mark.parametrize("body", [b"[" * 4000 + b"]" * 4000, b'{"a":' * 1300 + b"1" + b"}" * 1300],
+                         ids=["arrays", "objects"])
+def test_json_nested_thousands_deep_is_a_protocol_error(mp, transport, body):
+    raw = RawServer(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    try:
+        run = mp(tb(raw.url) + f"""
+tb = ThingsBoard({raw.url!r}, "T", timeout=5, keepalive={transport == "keepalive"})
+out(attempt(tb.wait_rpc, 100))""", heapsize="128k")
+        assert run.result == ["ProtocolError", None, "reply is nested too deeply"]
+    finally:
+        raw.stop()
+
+
+@pytest.mark.parametrize("rpc_id", [b"1e999", b"1.5", b'"7"', b"true", b"null"])
+def test_an_rpc_id_that_is_not_an_integer_is_a_protocol_error(mp, rpc_id):
+    body = b'{"id": %s, "method": "getGpio", "params": {}}' % rpc_id
+    raw = RawServer(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    try:
+        run = mp(tb(raw.url) + "out(attempt(tb.wait_rpc, 100))")
+        assert run.result == ["ProtocolError", None, "RPC request id is not an integer"]
     finally:
         raw.stop()

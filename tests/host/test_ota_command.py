@@ -135,6 +135,16 @@ def test_what_is_wrong_is_said_before_anything_is_sent(server, tmp_path, capsys)
     for args, said in cases.items():
         assert ota(server, *args) == 1
         assert capsys.readouterr().err == f"iotlink: error: {said}\n"
+    (app / "config.json").unlink()
+    for name in ("boot.py", "Boot.PY", "queue/head"):  # the board's update guard, its offline queue
+        (app / name).parent.mkdir(exist_ok=True)
+        (app / name).write_text("x")
+        top = name.split("/")[0]
+        assert ota(server, str(app), "--device", "pump-1") == 1
+        assert capsys.readouterr().err == (f"iotlink: error: {app / top}: each board keeps its own "
+                                           f"{top.lower()} and refuses an update that carries one: move it out of "
+                                           "the folder\n")
+        (app / name).unlink()
     assert server.requests_to("/api/otaPackage") == []
 
 

@@ -3,7 +3,8 @@
 Upload the tar to ThingsBoard as an OTA package (firmware or software) with any checksum
 algorithm: the board verifies it before swapping the app in. The archive is reproducible (fixed
 times and owners, sorted names), so the same sources always give the same checksums.
-boot.py is left out on purpose: it runs ota.resume(), the code that recovers from a cut update.
+boot.py is left out on purpose: it is the update guard (it swaps a new app in, runs it on trial
+and rolls it back), and a board refuses a package that holds one.
 
   iotlink bundle                                   # build/app.tar
   iotlink bundle --mpy --algorithm MURMUR3_32

@@ -40,7 +40,10 @@ from ..rest import RestError, ThingsBoardREST
 from .bundle import DEFAULT_TITLE, app_files, build, upload
 
 FINAL = ("UPDATED", "FAILED")
-ON_EACH_BOARD = "config.json"  # a board's own; the firmware refuses a bundle that holds one
+# Each board's own (boot.py, its update guard, included): the firmware refuses a bundle that
+# holds one of these at its top, names compared as FAT compares them (case aside, trailing dots
+# and spaces dropped).
+ON_EACH_BOARD = ("config.json", "boot.py", "queue", "token.chosen")
 
 
 @dataclass
@@ -71,9 +74,12 @@ def folder_files(folder: Path) -> dict[str, Path]:
         parts = path.relative_to(folder).parts
         if path.is_file() and not any(p.startswith(".") or p == "__pycache__" for p in parts):
             files["/".join(parts)] = path
-    if ON_EACH_BOARD in files:
-        raise ToolError(f"{folder / ON_EACH_BOARD}: each board keeps its own {ON_EACH_BOARD} and refuses an update "
-                        "that carries one: move it out of the folder")
+    for name in files:
+        top = name.split("/")[0]
+        own = top.rstrip(". ").lower()
+        if own in ON_EACH_BOARD:
+            raise ToolError(f"{folder / top}: each board keeps its own {own} and refuses an update that carries "
+                            "one: move it out of the folder")
     if not files:
         raise ToolError(f"{folder} holds no files to send")
     return files

@@ -181,6 +181,7 @@ class RTC:
 
 
 def reset():
+    _check_wdt()  # a watchdog that expired meanwhile reset the board first
     _reboot("reset")
 
 
