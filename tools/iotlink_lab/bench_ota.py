@@ -1,6 +1,6 @@
-"""OTA bench: a 1 MiB package updates a virtual board running in a 64 KiB MicroPython heap.
+"""OTA bench: a 1 MiB package updates a virtual board running in a 68 KiB MicroPython heap.
 
-The board's flash gets the real firmware (main.py, lib/iotlink as .mpy: at 64 KiB, compiling
+The board's flash gets the real firmware (main.py, lib/iotlink as .mpy: at 68 KiB, compiling
 the .py sources alone would take most of the heap; the bytecode of the modules an update uses,
 ~30 KiB, is counted in the heap, where a board with iotlink frozen would keep it in flash); the
 package is the app bundle (`iotlink bundle --mpy`) plus a data file that brings it to 1 MiB. Boot 1 downloads it in chunks,
@@ -8,7 +8,7 @@ verifies and journals it, then resets; boot 2's boot.py swaps it in, the new app
 download throughput, and the live heap (gc.collect() then gc.mem_alloc()) sampled after each
 chunk, against the heap in use before the update started.
 
-    python -m iotlink_lab.bench_ota [--server URL] [--size BYTES] [--heapsize 64k]
+    python -m iotlink_lab.bench_ota [--server URL] [--size BYTES] [--heapsize 68k]
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ print("@@" + json.dumps({"idle": True}))
 
 
 # On a board `machine` is built in and takes no heap; vboard/fakes/machine.py would take ~10 KiB
-# of the 64 here. The bench's board gets this stand-in: reset() is all an update calls.
+# of the 68 here. The bench's board gets this stand-in: reset() is all an update calls.
 MACHINE = """import sys
 def reset():
     sys.exit(75)
@@ -83,7 +83,7 @@ def _boot(flash: Path, fakes: Path, url: str, heapsize: str, chunk: int) -> tupl
     return proc.returncode, lines, proc.stdout + proc.stderr
 
 
-def run(server_url: str | None = None, size: int = 1 << 20, heapsize: str = "64k",
+def run(server_url: str | None = None, size: int = 1 << 20, heapsize: str = "68k",
         chunk: int = 4096, algorithm: str = "SHA256") -> dict:
     """Update one virtual board with a `size`-byte package; returns the figures.
 
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--server", help="an iotlink devserver URL (default: start one)")
     p.add_argument("--size", type=int, default=1 << 20, help="package size in bytes (default 1 MiB)")
-    p.add_argument("--heapsize", default="64k", help="the board's MicroPython heap (default 64k)")
+    p.add_argument("--heapsize", default="68k", help="the board's MicroPython heap (default 68k)")
     p.add_argument("--algorithm", default="SHA256", help="checksum algorithm (default SHA256)")
     args = p.parse_args(argv)
     print(json.dumps(run(args.server, args.size, args.heapsize, algorithm=args.algorithm), indent=2))
