@@ -17,6 +17,7 @@ import sys
 import time
 
 import machine
+from micropython import const
 
 from iotlink import __version__, clock, config, net, unload
 from iotlink.config_values import positive_number
@@ -26,26 +27,26 @@ from iotlink.outbox import Outbox
 from iotlink.rpc import GPIO_METHODS, Dispatcher
 from iotlink.thingsboard import MAX_POLL_MS
 
-RESTART_DELAY_S = 30  # after an error nothing else caught: reset the board this much later
-REFUSED_RETRY_S = 300  # after 401/403 or refused provisioning: ask again this rarely
-HTTP_TIMEOUT_S = 10
-ATTRIBUTES_EVERY_MS = 60000  # at most; sooner (3 cycles) with a short interval
-ATTRIBUTE_CYCLES = 3
-MIN_POLL_MS = 50  # less time than this until the next job: sleep instead of polling
-CLOCK_RESYNC_MS = 24 * 3600 * 1000  # set the clock again this often (drift)
+_RESTART_DELAY_S = const(30)  # after an error nothing else caught: reset the board this much later
+_REFUSED_RETRY_S = const(300)  # after 401/403 or refused provisioning: ask again this rarely
+_HTTP_TIMEOUT_S = const(10)
+_ATTRIBUTES_EVERY_MS = const(60000)  # at most; sooner (3 cycles) with a short interval
+_ATTRIBUTE_CYCLES = const(3)
+_MIN_POLL_MS = const(50)  # less time than this until the next job: sleep instead of polling
+CLOCK_RESYNC_MS = const(24 * 3600 * 1000)  # set the clock again this often (drift)
 # Not set though the server answers (no NTP, a Date lost to a bad network): try again this
 # often. Short: until then records carry only their uptime, and a power cut leaves them unplaced.
-CLOCK_RETRY_MS = 15 * 1000
-UNSTAMPED_AFTER_MS = 60 * 1000  # no clock after this long: send records placed without one
+_CLOCK_RETRY_MS = const(15 * 1000)
+_UNSTAMPED_AFTER_MS = const(60 * 1000)  # no clock after this long: send records placed without one
 # Out of memory this many times with no success between: the heap stays too fragmented for the
 # loop's requests, and only a reset makes it whole again (the queue is on flash: nothing is lost).
-MEMORY_ERRORS_BEFORE_RESET = 10
-BATCH_BYTES = 4096  # of queued JSON per request at most; less when the heap is short
-_REFUSED = (401, 403)  # the device itself: recover() waits long (or provisions again)
+_MEMORY_ERRORS_BEFORE_RESET = const(10)
+_BATCH_BYTES = const(4096)  # of queued JSON per request at most; less when the heap is short
+_REFUSED = const((401, 403))  # the device itself: recover() waits long (or provisions again)
 # The records themselves: the batch is halved until the one record refused is alone, and that
 # one is dropped. Any other 4xx (a proxy's 404, 405, 409, 410...) says nothing about the
 # records: they stay queued and recover() backs off as after a network error.
-_BAD_RECORDS = (400, 413)
+_BAD_RECORDS = const((400, 413))
 
 
 class Watchdog:
@@ -97,7 +98,7 @@ class App:
         wdt_ms = cfg.get("wdt_ms")
         # A blocking call cannot feed the watchdog: requests and polls must end well before it.
         # A request ends within DEADLINE timeouts, whatever the server does (http.wait).
-        self.timeout_s = max(1, min(HTTP_TIMEOUT_S, wdt_ms // (1000 * (DEADLINE + 1)))) if wdt_ms else HTTP_TIMEOUT_S
+        self.timeout_s = max(1, min(_HTTP_TIMEOUT_S, wdt_ms // (1000 * (DEADLINE + 1)))) if wdt_ms else _HTTP_TIMEOUT_S
         self.poll_max_ms = min(MAX_POLL_MS, wdt_ms // 2) if wdt_ms else MAX_POLL_MS
         self.rpc = Dispatcher(cfg["pins"])
         self.outbox = Outbox(cfg["queue_kb"] * 1024, boot)
@@ -243,7 +244,7 @@ class App:
             self.start_tasks.pop(0)
         elif time.ticks_diff(time.ticks_ms(), self.next_attributes) >= 0:
             self.read_attributes()
-        elif self.outbox.pending and (clock.synced() or self.uptime_ms() > UNSTAMPED_AFTER_MS):
+        elif self.outbox.pending and (clock.synced() or self.uptime_ms() > _UNSTAMPED_AFTER_MS):
             # Records read before the clock was set get their time at sending (outbox.py):
             # hold them until it is set, unless the server never gives a time.
             self.send_batch()
@@ -288,14 +289,14 @@ class App:
         if self.clock_failed:
             # The server answers but the clock was not set (no NTP, no Date header): later.
             self.clock_failed = False
-            self.next_clock = time.ticks_add(time.ticks_ms(), CLOCK_RETRY_MS)
+            self.next_clock = time.ticks_add(time.ticks_ms(), _CLOCK_RETRY_MS)
 
     def recover(self, e):
         # The one place that decides what a failure means and when to try again.
         if isinstance(e, MemoryError):
             gc.collect()
             self.memory_errors += 1
-            if self.memory_errors >= MEMORY_ERRORS_BEFORE_RESET:
+            if self.memory_errors >= _MEMORY_ERRORS_BEFORE_RESET:
                 print("memory: short %d times since the last success" % self.memory_errors)
                 raise e  # run() resets the board
         refused = isinstance(e, HTTPError) and e.status in _REFUSED
@@ -304,7 +305,7 @@ class App:
             self.token_refused = True  # not final: the next step provisions again (renew_token)
             refused = False
         if refused or isinstance(e, (ProvisionError, ConfigError)):
-            delay = REFUSED_RETRY_S * 1000
+            delay = _REFUSED_RETRY_S * 1000
             what = "refused: %s; fix config.json (token, provision) or the server" % describe(e)
         else:
             if not isinstance(e, (IotlinkError, OSError, MemoryError)):
@@ -363,7 +364,7 @@ class App:
         # A batch takes about 3 times its JSON in RAM (the records, the body, the request): a
         # board with less free heap drains its queue in smaller requests instead of failing on them.
         gc.collect()
-        body, receipt = self.outbox.batch(min(BATCH_BYTES, gc.mem_free() // 4), self.batch_records)
+        body, receipt = self.outbox.batch(min(_BATCH_BYTES, gc.mem_free() // 4), self.batch_records)
         count = self.outbox.count(receipt)
         try:
             self.client.send_telemetry(body)
@@ -390,7 +391,7 @@ class App:
         self.client.send_attributes({"gpio_pins": self.rpc.names(), "iotlink_version": __version__})
 
     def read_attributes(self):
-        every = min(ATTRIBUTES_EVERY_MS, ATTRIBUTE_CYCLES * self.interval_ms)
+        every = min(_ATTRIBUTES_EVERY_MS, _ATTRIBUTE_CYCLES * self.interval_ms)
         self.next_attributes = time.ticks_add(time.ticks_ms(), every)
         shared = self.client.request_attributes(shared_keys=self.shared_keys)["shared"]
         for handler in self.attribute_handlers:
@@ -422,7 +423,7 @@ class App:
             time.ticks_diff(self.next_attributes, now),
             self.poll_max_ms,
         )
-        if wait < MIN_POLL_MS:
+        if wait < _MIN_POLL_MS:
             net.pause(max(wait, 0), self.wdt.feed)
             return False
         request = self.client.wait_rpc(wait)
@@ -482,11 +483,12 @@ def run(path=config.PATH, setup=None):
         if setup:
             setup(app)
         app.start()
+        gc.threshold(-1)  # boot.py's start-up setting: from here the loop collects where it needs to
         app.run()
     except Exception as e:
         # Whatever escaped (a bug, memory gone for good): a board at the REPL serves nobody,
         # so say what happened and start over clean, a while later.
         sys.print_exception(e)
-        print("iotlink: restarting in %d s" % RESTART_DELAY_S)
-        time.sleep(RESTART_DELAY_S)
+        print("iotlink: restarting in %d s" % _RESTART_DELAY_S)
+        time.sleep(_RESTART_DELAY_S)
         machine.reset()

@@ -5,10 +5,12 @@ import json
 import select
 import time
 
+from micropython import const
+
 from iotlink.errors import ConnectionFailed, HTTPError, ProtocolError, Timeout
 
 MAX_BODY = 8192  # default cap on a response body held in RAM
-MAX_NESTING = 64  # arrays and objects in arrays and objects: no API iotlink speaks goes near
+_MAX_NESTING = const(64)  # arrays and objects in arrays and objects: no API iotlink speaks goes near
 
 # Only the headers iotlink acts on are kept, their values as raw bytes (int() and .strip() take
 # them as they are), so a server cannot fill the heap with headers. Looked up by name length
@@ -75,7 +77,7 @@ def loads(body):
     except MemoryError:
         # The parser runs out of room on arrays nested a thousand deep, whatever the free heap:
         # the reply's fault, not the board's (the loop resets a board short of memory).
-        if _nesting(body) > MAX_NESTING:
+        if _nesting(body) > _MAX_NESTING:
             raise ProtocolError("reply is nested too deeply")
         raise
 
@@ -112,7 +114,7 @@ def length(headers):
     return int(value)
 
 
-_SAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"
+_SAFE = const(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
 
 
 def quote(value):

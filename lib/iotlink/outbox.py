@@ -13,6 +13,8 @@
 import json
 import random
 
+from micropython import const
+
 from iotlink.store import Store
 
 
@@ -105,7 +107,7 @@ class Outbox:
 # them at all (a new board whose first boots had no clock) are placed just before the first time
 # known after them, spaced by their uptime; only until one is known, the server stamps them.
 
-KEEP_CLOCKS = 4  # boots whose start on the clock is kept, for their readings still queued
+_KEEP_CLOCKS = const(4)  # boots whose start on the clock is kept, for their readings still queued
 
 
 def _ints(value, size):
@@ -169,7 +171,7 @@ class Timeline:
                 print("clock: %d ms behind the last stamp; this boot's stamps follow it" % self.shift)
             if self.head_span:
                 self._place_head(self.start)
-            self.clocks = (self.clocks + [[self.boot, self.start]])[-KEEP_CLOCKS:]
+            self.clocks = (self.clocks + [[self.boot, self.start]])[-_KEEP_CLOCKS:]
             return True
         return False
 

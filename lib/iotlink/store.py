@@ -13,11 +13,13 @@ import json
 import os
 import struct
 
+from micropython import const
+
 from iotlink.files import read, write_atomic
 
-FRAME = "<BHI"  # magic, payload length, CRC32 of the payload
-HEADER = struct.calcsize(FRAME)
-MAGIC = 0xA5
+_FRAME = const("<BHI")  # magic, payload length, CRC32 of the payload
+_HEADER = const(7)  # struct.calcsize(_FRAME)
+_MAGIC = const(0xA5)
 
 
 class Store:
@@ -25,7 +27,7 @@ class Store:
         self.root = root
         self.segment_bytes = segment_bytes
         self.max_segments = max(2, max_bytes // segment_bytes)
-        self.max_record = segment_bytes - HEADER
+        self.max_record = segment_bytes - _HEADER
         try:
             os.mkdir(root)
         except OSError:
@@ -80,11 +82,11 @@ class Store:
 
     def _read_frame(self, f):
         # The next record's payload, or None at the end of the segment or at a torn record.
-        header = f.read(HEADER)
-        if len(header) < HEADER:
+        header = f.read(_HEADER)
+        if len(header) < _HEADER:
             return None
-        magic, length, crc = struct.unpack(FRAME, header)
-        if magic != MAGIC or length > self.max_record:
+        magic, length, crc = struct.unpack(_FRAME, header)
+        if magic != _MAGIC or length > self.max_record:
             return None
         data = f.read(length)
         if len(data) < length or binascii.crc32(data) != crc:
@@ -123,7 +125,7 @@ class Store:
         data = json.dumps(record).encode()
         if len(data) > self.max_record:
             raise ValueError("record of %d bytes exceeds %d" % (len(data), self.max_record))
-        frame = struct.pack(FRAME, MAGIC, len(data), binascii.crc32(data)) + data
+        frame = struct.pack(_FRAME, _MAGIC, len(data), binascii.crc32(data)) + data
         if self.write_size + len(frame) > self.segment_bytes:
             self._next_segment()
         try:

@@ -9,9 +9,9 @@ from iotlink.http import check
 from iotlink.http_transport import transport
 
 # The server cuts every request at 30 s (503); poll for less and read a little longer.
-MAX_POLL_MS = 25000
+MAX_POLL_MS = const(25000)
 _POLL_GRACE_S = const(5)
-_POLL_AGAIN = (408, 503, 504)
+_POLL_AGAIN = const((408, 503, 504))
 
 
 class ThingsBoard:

@@ -105,7 +105,7 @@ def loop_runs(heap_kb: int, work: Path, iterations: int = ITERATIONS, timeout_s:
             board.stop()
 
 
-def smallest_heap_kb(work: Path, low: int = 16, high: int = 256, step: int = 4,
+def smallest_heap_kb(work: Path, low: int = 16, high: int = 256, step: int = 1,
                      make_board: MakeBoard = mpy_board, updates: bool = False) -> int | None:
     """Bisect (in `step` KiB) for the smallest heap the loop runs in; None if not even `high`.
 
@@ -170,7 +170,7 @@ def run() -> dict:
         smallest = smallest_heap_kb(work)
         return {"smallest_heap_kib": smallest,
                 # Below this the OTA report gives up for want of memory and updates stay off.
-                "with_updates_kib": smallest and smallest_heap_kb(work, low=smallest - 4, updates=True),
+                "with_updates_kib": smallest and smallest_heap_kb(work, low=smallest - 1, updates=True),
                 "fakes_heap_bytes": fakes_heap_bytes(compiled_fakes(work / "fakes")),
                 **interned_names(work)}
 

