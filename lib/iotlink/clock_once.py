@@ -2,11 +2,13 @@
 # loads this module for a sync (once a day, or until one succeeds) and unloads it after.
 import time
 
+from micropython import const
+
 from iotlink import http, http_transport
 from iotlink.clock import EPOCH_OFFSET, local_ms, set_unix_ms
 from iotlink.errors import IotlinkError
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTHS = const(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"))
 
 
 def days_from_civil(y, m, d):

@@ -3,21 +3,23 @@
 # them and unloads it.
 import json
 
+from micropython import const
+
 from iotlink.config_values import DEFAULTS, is_int, positive_number, valid_wdt_ms
 from iotlink.errors import ConfigError
 
-PLATFORMS = ("thingsboard", "thethings")
-KNOWN = ("platform", "server", "token", "wifi", "provision", "activation_code", "interval_s",
-         "pins", "wdt_ms", "backoff_max_s", "queue_kb", "ca", "tls_insecure", "sleep")
+_PLATFORMS = const(("thingsboard", "thethings"))
+_KNOWN = const(("platform", "server", "token", "wifi", "provision", "activation_code", "interval_s",
+                 "pins", "wdt_ms", "backoff_max_s", "queue_kb", "ca", "tls_insecure", "sleep"))
 # The "sleep" section: its defaults are app_sleep.py's, which alone uses them (deep mode), so
 # the always-on loop keeps no copy in RAM.
-SLEEP_KEYS = ("mode", "send_every", "queue_max", "limits")
-SLEEP_MODES = ("light", "deep")
-SECRET = ("password", "token", "secret", "key", "activation_code")  # values never shown
-MAX_TOKEN = 128
+_SLEEP_KEYS = const(("mode", "send_every", "queue_max", "limits"))
+_SLEEP_MODES = const(("light", "deep"))
+_SECRET = const(("password", "token", "secret", "key", "activation_code"))  # values never shown
+_MAX_TOKEN = const(128)
 # A token goes into the request path: letters, digits and the characters a path segment takes
 # as they are (RFC 3986), but ";" (it starts path parameters) and "%" (an escape).
-_TOKEN_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~!$&'()*+,=:@"
+_TOKEN_CHARS = const(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~!$&'()*+,=:@")
 
 
 def _got(value, key=None):
@@ -25,7 +27,7 @@ def _got(value, key=None):
     if value is None or isinstance(value, bool):
         return json.dumps(value)
     if isinstance(value, (int, float)):
-        return "a number" if key in SECRET else json.dumps(value)
+        return "a number" if key in _SECRET else json.dumps(value)
     if isinstance(value, str):
         return "a string" if value else "an empty string"
     return type(value).__name__
@@ -41,8 +43,8 @@ def token_problem(token):
     # Why this access token cannot go into a request path, or None (never the token itself).
     if not isinstance(token, str) or not token:
         return "must be a non-empty string (got %s)" % _got(token, "token")
-    if len(token) > MAX_TOKEN:
-        return "must be at most %d characters long" % MAX_TOKEN
+    if len(token) > _MAX_TOKEN:
+        return "must be at most %d characters long" % _MAX_TOKEN
     for c in token.encode():
         if c not in _TOKEN_CHARS:
             return "may hold only letters, digits and - _ . ~ ! $ & ' ( ) * + , = : @"
@@ -86,11 +88,11 @@ def _sleep(sleep):
     if not isinstance(sleep, dict):
         raise ConfigError("'sleep' must be an object (got %s)" % _got(sleep))
     for name in sleep:
-        if name not in SLEEP_KEYS:
+        if name not in _SLEEP_KEYS:
             raise ConfigError("'sleep.%s' is not a known key" % name)
     mode = sleep.get("mode", "light")
-    if mode not in SLEEP_MODES:
-        raise ConfigError("'sleep.mode' must be one of %s (got %s)" % (", ".join(SLEEP_MODES), _got(mode)))
+    if mode not in _SLEEP_MODES:
+        raise ConfigError("'sleep.mode' must be one of %s (got %s)" % (", ".join(_SLEEP_MODES), _got(mode)))
     for name in ("send_every", "queue_max"):
         if name in sleep and not (is_int(sleep[name]) and sleep[name] >= 1):
             raise ConfigError("'sleep.%s' must be an integer >= 1 (got %s)" % (name, _got(sleep[name])))
@@ -110,8 +112,8 @@ def check(cfg):
     if not isinstance(cfg, dict):
         raise ConfigError("the file must hold a JSON object (got %s)" % _got(cfg))
     platform = cfg.get("platform", DEFAULTS["platform"])
-    if platform not in PLATFORMS:
-        raise ConfigError("'platform' must be one of %s (got %r)" % (", ".join(PLATFORMS), platform))
+    if platform not in _PLATFORMS:
+        raise ConfigError("'platform' must be one of %s (got %r)" % (", ".join(_PLATFORMS), platform))
     if "server" not in cfg:
         raise ConfigError("'server' is missing (e.g. \"https://thingsboard.cloud\")")
     _text(cfg, "server")
@@ -153,4 +155,4 @@ def check(cfg):
         _pins(cfg["pins"])
     if "sleep" in cfg:
         _sleep(cfg["sleep"])
-    return [k for k in cfg if k not in KNOWN]
+    return [k for k in cfg if k not in _KNOWN]

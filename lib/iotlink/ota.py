@@ -18,11 +18,13 @@
 # This module decides and reports; ota_once.py downloads, verifies and applies, loaded for one
 # update and unloaded after it, so the device loop keeps in RAM only what follows the
 # announcements. Only ota_swap is imported here; the rest comes with use.
+from micropython import const
+
 from iotlink import ota_swap, unload
 
-PREFIXES = (("fw", "firmware"), ("sw", "software"))
-FIELDS = ("title", "version", "size", "checksum", "checksum_algorithm", "url")
-ATTEMPTS = 3  # downloads of one package per run; the next boot tries again
+_PREFIXES = const((("fw", "firmware"), ("sw", "software")))
+_FIELDS = const(("title", "version", "size", "checksum", "checksum_algorithm", "url"))
+_ATTEMPTS = const(3)  # downloads of one package per run; the next boot tries again
 
 
 def _esp32_partition(job):
@@ -39,7 +41,7 @@ def _esp32_partition(job):
 
 
 class Updater:
-    KEYS = tuple(p + "_" + f for p, _ in PREFIXES for f in FIELDS)
+    KEYS = tuple(p + "_" + f for p, _ in _PREFIXES for f in _FIELDS)
 
     def __init__(self, tb, chunk_size=4096, feed=None):
         # feed: called between the steps of an update, each short (a chunk, a request): the
@@ -120,7 +122,7 @@ class Updater:
                                 % (job["to"][0], job["to"][1], job.get("error", "did not start"), running))
                 job = None
         current = {}
-        for prefix, _ in PREFIXES:
+        for prefix, _ in _PREFIXES:
             run = self._running(state, prefix)
             if run:
                 current["current_%s_title" % prefix] = run[0]
@@ -140,7 +142,7 @@ class Updater:
     def running(self):
         # {prefix: [title, version] or None}: what runs now, for each kind of package.
         state = ota_swap.load_state()
-        return {prefix: self._running(state, prefix) for prefix, _ in PREFIXES}
+        return {prefix: self._running(state, prefix) for prefix, _ in _PREFIXES}
 
     # ---- deciding --------------------------------------------------------------------
     def check(self, shared):
@@ -148,7 +150,7 @@ class Updater:
         state = ota_swap.load_state()
         if state.get("job"):
             return  # the last update still waits for its new app to reach the server
-        for prefix, path in PREFIXES:
+        for prefix, path in _PREFIXES:
             offer = self._offer(prefix, shared, state)
             if offer:
                 from iotlink import ota_once
@@ -168,7 +170,7 @@ class Updater:
             return None
         key = (prefix, to[0], to[1])
         tries = self._tries.get(key, 0)
-        if tries >= ATTEMPTS:
+        if tries >= _ATTEMPTS:
             return None
         self._tries[key] = tries + 1
         size = shared.get(prefix + "_size")
