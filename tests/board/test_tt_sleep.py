@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import datetime, timezone
 
 import pytest
-from support import config, flash, wait_until
+from support import config, flash, sending_wakes, unix_s, wait_until, wake_part, wakes
 
 from iotlink_lab.faultproxy import FaultProxy
 from iotlink_tools.vboard import Board
@@ -32,16 +31,6 @@ SEQ = "s00"
 CODE = "ACT-SLEEP"
 
 
-def wakes(board):
-    """(wake number, whether it talked to the server) for every wake so far, in order."""
-    return [(int(n), bool(sending)) for n, sending in re.findall(r"^wake (\d+): \d+ queued(, sending)?$",
-                                                                   board.console(), re.M)]
-
-
-def sending_wakes(board):
-    return [n for n, sending in wakes(board) if sending]
-
-
 def quiet_after_an_exchange(board, later_than):
     """The number of the wake now running if it comes after wake `later_than` and is the quiet
     one right after an exchange (the next exchange is SEND_EVERY - 1 wakes away), else None."""
@@ -49,14 +38,6 @@ def quiet_after_an_exchange(board, later_than):
     if len(seen) >= 2 and seen[-2][1] and not seen[-1][1] and seen[-1][0] > later_than:
         return seen[-1][0]
     return None
-
-
-def wake_part(console, n):
-    return console.split(f"wake {n}: ")[1].split("\nwake ")[0]
-
-
-def unix_s(compact):
-    return datetime.strptime(compact, "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc).timestamp()
 
 
 def test_a_deep_sleeping_thethings_board_delivers_every_reading_and_follows_commands_and_settings(server, tmp_path):
