@@ -18,6 +18,7 @@ import urllib.request
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from iotlink_tools.vboard import FAKES, micropython_command, prepare_flash
@@ -135,6 +136,22 @@ def console_has(board, text):
     return lambda: text in board.console()
 
 
+# ---- deep sleep on a virtual board --------------------------------------------------------
+def wakes(board):
+    """(wake number, whether it talked to the server) for every wake so far, in order."""
+    return [(int(n), bool(sending)) for n, sending in re.findall(r"^wake (\d+): \d+ queued(, sending)?$",
+                                                                   board.console(), re.M)]
+
+
+def sending_wakes(board):
+    return [n for n, sending in wakes(board) if sending]
+
+
+def wake_part(console, n):
+    """What wake n printed."""
+    return console.split(f"wake {n}: ")[1].split("\nwake ")[0]
+
+
 # ---- OTA: boots of a board in micropython ------------------------------------------------
 # One boot: boot.py's update guard (imported, so its own boot sequence does not run), then the
 # app's side as the loop does it: report_boot(), then check() with the shared attributes.
@@ -246,6 +263,11 @@ def current(server, prefix="fw"):
 
 
 # ---- thethings.iO ------------------------------------------------------------------------
+def unix_s(compact):
+    """A thethings.iO datetime as the board writes it (YYYYMMDDHHmmss, UTC) in unix seconds."""
+    return datetime.strptime(compact, "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc).timestamp()
+
+
 def tt(url, token, timeout=5):
     return f"""
 from iotlink.thethings import TheThings

@@ -175,8 +175,9 @@ def failed(app, state, e):
 
 
 def radio_off(app):
-    # The connection closed and the radio off: deep sleep would cut them, a clean close tells
-    # the server now.
+    # The connections closed and the radio off: deep sleep would cut them, a clean close tells
+    # the server now. (A thethings.iO client's close() ends its subscription channel; its
+    # requests' kept-alive connection is the transport's.)
     client = app.client
     for holder in (client, getattr(client, "transport", None)):
         close = getattr(holder, "close", None)
@@ -185,7 +186,6 @@ def radio_off(app):
                 close()
             except OSError:
                 pass
-            break
     wlan = net.station()
     if wlan is not None and wlan.active():
         wlan.disconnect()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from support import TENANT, call, config, flash, records, telemetry, wait_until
+from support import TENANT, call, config, flash, records, sending_wakes, telemetry, wait_until, wake_part, wakes
 
 from iotlink_lab.faultproxy import FaultProxy
 from iotlink_tools.vboard import Board
@@ -20,16 +20,6 @@ INTERVAL_S = 10
 SCALE = 0.01  # a 10 s sleep takes 0.1 s
 SEND_EVERY = 3
 SEQ = "s00"
-
-
-def wakes(board):
-    """(wake number, whether it talked to the server) for every wake so far, in order."""
-    return [(int(n), bool(sending)) for n, sending in re.findall(r"^wake (\d+): \d+ queued(, sending)?$",
-                                                                   board.console(), re.M)]
-
-
-def sending_wakes(board):
-    return [n for n, sending in wakes(board) if sending]
 
 
 def rpc_status(server, jwt, rpc_id):
@@ -93,8 +83,7 @@ def test_a_deep_sleeping_board_delivers_every_reading_and_gets_commands_and_sett
     rpc = rpc_status(server, jwt, queued["rpcId"])
     assert rpc["response"] == {"pin": "23", "value": 1}
     answered_in = [n for n in talked if n > quiet][0]
-    part = console.split(f"wake {answered_in}: ")[1].split("\nwake ")[0]
-    assert "rpc 0 setGpio pin=23 value=1 -> ok" in part
+    assert "rpc 0 setGpio pin=23 value=1 -> ok" in wake_part(console, answered_in)
     assert board.pin_writes() == [{"pin": 23, "value": 1}]
 
     # The interval: sleeps of the old one (less the wake), then of the new one.

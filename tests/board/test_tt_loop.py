@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import datetime, timezone
 
 import pytest
-from support import config, console_has, flash, queued, wait_until
+from support import config, console_has, flash, queued, unix_s, wait_until
 
 from iotlink_tools.vboard import Board
 
@@ -39,10 +38,6 @@ def wait_listening(server, token):
     assert server.thethings.wait_subscribed(token)
     wait_until(lambda: server.requests_to(f"/v2/things/{token}/resources/getGpioStatus", "GET"), 10,
                "the catch-up read of the last command key")
-
-
-def unix_s(compact):
-    return datetime.strptime(compact, "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc).timestamp()
 
 
 def test_activation_saves_the_token_and_a_restart_reuses_it(server, tmp_path):

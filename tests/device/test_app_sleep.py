@@ -6,6 +6,7 @@ log, the sleeps asked for and the files left on the flash tell what each wake di
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from support import TOKEN, records, telemetry
@@ -24,6 +25,15 @@ class RTC:
     def datetime(self, datetimetuple=None):
         return (2021, 1, 1, 4, 0, 0, 0, 0)
 machine.RTC = RTC
+"""
+# What the board holds open when it falls asleep: the process's file descriptors (Linux).
+OPEN_AT_SLEEP = """
+import machine, os
+_deepsleep = machine.deepsleep
+def deepsleep(time_ms=None):
+    print("open at sleep: %s" % " ".join(sorted(os.listdir("/proc/self/fd"))))
+    _deepsleep(time_ms)
+machine.deepsleep = deepsleep
 """
 TEMPERATURE = """
 def read():
@@ -56,6 +66,11 @@ class Wakes:
         return json.loads((self.mp.flash / ".rtc_memory").read_bytes())
 
 
+def open_at_sleep(out):
+    """The descriptors OPEN_AT_SLEEP saw open as the wake fell asleep."""
+    return re.search(r"^open at sleep: (.*)$", out, re.M).group(1)
+
+
 def seqs(server):
     return [r["values"]["s00"] for r in records(telemetry(server))]
 
@@ -86,6 +101,21 @@ def test_a_board_talks_to_the_server_every_send_every_wakes_and_only_then_turns_
     out, _, _ = wakes.wake(PWRON_RESET)
     assert "wake 1: 1 queued, sending" in out and wakes.state()["boot"] != first["boot"]
     assert seqs(server) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("platform", ["thingsboard", "thethings"])
+def test_a_wake_that_talked_to_the_server_leaves_no_connection_open_when_it_sleeps(mp, server, device, platform):
+    # Deep sleep cuts the radio: the server hears of a closed connection only if the board closes it.
+    wakes = Wakes(mp, server.url, send_every=2)
+    if platform == "thethings":  # requests on a kept-alive connection, commands on a channel
+        cfg = json.loads((mp.flash / "config.json").read_text())
+        cfg.update(platform="thethings", token=server.thethings.add_thing()["token"])
+        (mp.flash / "config.json").write_text(json.dumps(cfg))
+    talked, _, _ = wakes.wake(PWRON_RESET, OPEN_AT_SLEEP)
+    quiet, _, _ = wakes.wake(prelude=OPEN_AT_SLEEP)
+    assert "wake 1: 1 queued, sending" in talked and "queue: sent 1, 0 left" in talked
+    assert "wake 2: 1 queued\n" in quiet
+    assert open_at_sleep(talked) == open_at_sleep(quiet)
 
 
 def test_readings_taken_before_the_clock_was_ever_set_are_placed_by_the_wakes_uptime(mp, server, device):

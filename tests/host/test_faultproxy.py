@@ -1,6 +1,7 @@
 """The fault-injecting proxy used by reliability tests and `make soak`."""
 
 import http.client
+import socket
 
 import pytest
 
@@ -43,6 +44,22 @@ def test_a_head_reply_passes_on_a_kept_alive_connection(server, device):
         finally:
             conn.close()
     assert [has_date for _, _, has_date in statuses] == [True] * 3 and statuses[-1][1] == 200
+
+
+def test_a_reply_that_never_ends_streams_through(server):
+    # thethings.iO's subscription: the notice, then each value as it is written.
+    token = server.thethings.add_thing()["token"]
+    with FaultProxy(server.url, rate=0) as proxy:
+        host, port = proxy.url.split("//")[1].split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as conn:
+            conn.sendall(f"GET /v2/things/{token}?keepAlive=60000 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            seen = b""
+            while b"subscribed" not in seen:
+                seen += conn.recv(4096)
+            server.thethings.write(token, {"door": "open"})
+            while b'"door"' not in seen:
+                seen += conn.recv(4096)
+    assert seen.startswith(b"HTTP/1.1 200") and b'"value": "open"' in seen
 
 
 @pytest.mark.parametrize("fault,reaches_server,client_sees", [

@@ -10,7 +10,9 @@ one fault is applied:
   corrupt    forward, then send the reply with its status line garbled
   error      answer 500, 503 or 429 (with Retry-After) without forwarding
 
-Requests without a fault are forwarded untouched, so it is transparent at rate 0.
+Requests without a fault are forwarded untouched, so it is transparent at rate 0. Their replies
+are relayed as they come, so a reply that never ends (thethings.iO's subscription stream) streams
+through the proxy too.
 """
 
 from __future__ import annotations
@@ -63,6 +65,19 @@ def read_message(sock: socket.socket, buffered: bytes = b"", to_head: bool = Fal
             break
         body += part
     return head + b"\r\n\r\n" + body[:end], body[end:]
+
+
+class _Relay:
+    """The upstream socket as read_message sees it: what it reads also goes on to the client."""
+
+    def __init__(self, upstream: socket.socket, client: socket.socket):
+        self.upstream = upstream
+        self.client = client
+
+    def recv(self, size: int) -> bytes:
+        data = self.upstream.recv(size)
+        self.client.sendall(data)
+        return data
 
 
 class FaultProxy:
@@ -136,9 +151,10 @@ class FaultProxy:
             return False
         if fault == "delay":
             time.sleep(rng.uniform(0, self.max_delay_s))
+        relayed = fault in (None, "delay")  # the reply goes to the client unchanged
         with socket.create_connection(self.upstream, timeout=60) as up:
             up.sendall(request)
-            reply, _ = read_message(up, to_head=request.startswith(b"HEAD "))
+            reply, _ = read_message(_Relay(up, client) if relayed else up, to_head=request.startswith(b"HEAD "))
         if fault == "lose_reply":
             return False
         if fault == "truncate":
@@ -151,5 +167,4 @@ class FaultProxy:
         if fault == "corrupt":
             client.sendall(b"HTTP/1.1 2x0 ?\x00\xff" + reply[reply.find(b"\r\n"):])
             return False
-        client.sendall(reply)
         return b"connection: close" not in reply.lower().split(b"\r\n\r\n", 1)[0]
