@@ -51,19 +51,17 @@ def read_line(r):
     seen = 0
     while True:
         if r._at == r._end:
-            n = read_into(r, r._rxv)
-            if not n:
+            r._at = r._end = 0
+            r._end = read_into(r, r._rxv)
+            if not r._end:
                 return line
-            r._at, r._end = 0, n
         at = r._at
-        nl = r._rx.find(b"\n", at, r._end)
-        end = nl + 1 if nl >= 0 else r._end
-        if len(line) < MAX_LINE:
-            line += r._rxv[at : min(end, at + MAX_LINE - len(line))]
-        r._at = end
-        if nl >= 0:
+        end = r._rx.find(b"\n", at, r._end) + 1  # 0: the line goes on in the next read
+        r._at = end or r._end
+        line += r._rxv[at : r._at][: MAX_LINE - len(line)]
+        if end:
             return line
-        seen += end - at
+        seen += r._at - at
         if seen > _MAX_LINE_BYTES:
             raise ProtocolError("line too long")
 
