@@ -399,6 +399,70 @@ class RawServer:
             conn.close()
 
 
+
+class SegmentServer:
+    """Answers the requests on a kept-alive connection with `replies`, in turn.
+
+    Each reply is a list of pieces, each sent as a TCP segment of its own, PAUSE apart: a
+    reply's head cut where a test wants, the client's reads see the cuts. A client that leaves
+    its connection gets the replies left on its next one. `requests`: each request read, whole;
+    `connections`: how many connections the client opened.
+    """
+
+    PAUSE = 0.05
+
+    def __init__(self, replies: list[list[bytes]]):
+        self.replies = replies
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self._conn: socket.socket | None = None
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(8)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def _serve(self):
+        while len(self.requests) < len(self.replies):
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self._conn = conn
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # a piece, a segment
+            conn.settimeout(5)
+            with conn:
+                try:
+                    self._answer(conn)
+                except OSError:
+                    pass
+
+    def _answer(self, conn: socket.socket) -> None:
+        while len(self.requests) < len(self.replies):
+            request = RawServer._read_request(conn)
+            if not request:
+                return  # the client left this connection
+            pieces = self.replies[len(self.requests)]
+            self.requests.append(request)
+            for i, piece in enumerate(pieces):
+                if i:
+                    time.sleep(self.PAUSE)
+                conn.sendall(piece)
+
+    def stop(self):
+        for sock in (self._sock, self._conn):
+            if sock:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked on it
+                except OSError:
+                    pass  # the client closed it first
+                sock.close()
+
+
 # ---- config.json through the firmware's own checks --------------------------------------
 
 LOAD = """

@@ -11,34 +11,57 @@ from micropython import const
 from iotlink import http, unload
 from iotlink.errors import ProtocolError, TLSError
 
-# readline(n) reserves n bytes in one piece before it reads: in a small, fragmented heap a
-# large n fails where the line itself would fit. So lines are read MAX_LINE bytes at a time
-# and only their start is kept: the values iotlink parses (status, lengths, chunk sizes) are short.
-MAX_LINE = 128
+MAX_LINE = 128  # the bytes kept of a line: the values iotlink parses (status, lengths) are short
 _MAX_LINE_BYTES = const(4096)  # a longer line is not from the API we speak
 _MAX_HEADERS = const(48)
 _HEX = b"0123456789abcdefABCDEF"
+_RX = const(256)  # a connection's reply buffer: a usual head in one read
 
 
-def read_line(sock, wait):
-    # The next line from a non-blocking socket, cut to its first MAX_LINE bytes (the rest of a
-    # longer line is read and dropped); b"" at EOF. wait(): until the socket has bytes.
+# A reply is read through a buffer its reader owns (a Connection, a Stream): `_rx`, a bytearray,
+# and `_rxv`, a view of it, with `_at`:`_end` the bytes read and not yet taken. One read takes a
+# usual head whole, where readline() on a socket makes a system call per byte; the bytes read
+# past the head go to the body first. The reader's `_sock` is non-blocking: each read comes
+# after its `_wait()`.
+def rx_buffer(r):
+    r._rx = bytearray(_RX)
+    r._rxv = memoryview(r._rx)
+    r._at = r._end = 0
+
+
+def read_into(r, view):
+    # Reply bytes into view: those the buffer holds first, then what the socket has (0 at EOF).
+    at = r._at
+    if at < r._end:
+        n = min(r._end - at, len(view))
+        view[:n] = r._rxv[at : at + n]
+        r._at = at + n
+        return n
+    n = None
+    while n is None:  # None: readable, but not a whole TLS record yet
+        r._wait()
+        n = r._sock.readinto(view)
+    return n
+
+
+def read_line(r):
+    # The next line, cut to its first MAX_LINE bytes (the rest of a longer line is read and
+    # dropped); b"" at EOF.
     line = b""
     seen = 0
     while True:
-        wait()
-        piece = sock.readline(MAX_LINE)
-        if piece is None:
-            continue  # readable, but not a whole TLS record yet
-        if not piece:
+        if r._at == r._end:
+            r._at = r._end = 0
+            r._end = read_into(r, r._rxv)
+            if not r._end:
+                return line
+        at = r._at
+        end = r._rx.find(b"\n", at, r._end) + 1  # 0: the line goes on in the next read
+        r._at = end or r._end
+        line += r._rxv[at : r._at][: MAX_LINE - len(line)]
+        if end:
             return line
-        if not line:
-            line = piece  # the usual case: the whole line at once, no copy
-        elif len(line) < MAX_LINE:
-            line += piece[: MAX_LINE - len(line)]
-        if piece[-1] == 10:  # b"\n"
-            return line
-        seen += len(piece)
+        seen += r._at - at
         if seen > _MAX_LINE_BYTES:
             raise ProtocolError("line too long")
 
@@ -81,27 +104,27 @@ class Response:
         self.headers = headers
         self.raw = self
         self._conn = conn
-        self._sock = conn._sock
-        self._wait = conn.wait
         self._left = length  # bytes left in the body (or the current chunk); None: until EOF
         self._chunked = chunked
         self.done = length == 0 and not chunked
 
     def close(self):
-        # Keep the socket for the next request only when this body was read to its end.
-        if not (self.done and self._conn._reusable):
-            self._conn.close()
+        # Keep the socket for the next request only when this body was read to its end and
+        # nothing came after it.
+        conn = self._conn
+        if not (self.done and conn._reusable and conn._at == conn._end):
+            conn.close()
 
     def _next_chunk(self):
-        line = read_line(self._sock, self._wait)
+        line = read_line(self._conn)
         if line == b"\r\n":  # the CRLF closing the previous chunk
-            line = read_line(self._sock, self._wait)
+            line = read_line(self._conn)
         if not line:
             raise ProtocolError("reply truncated")
         size = chunk_size(line)
         if size == 0:
             for _ in range(_MAX_HEADERS):
-                if len(read_line(self._sock, self._wait)) <= 2:
+                if len(read_line(self._conn)) <= 2:
                     break  # trailers, up to the blank line (or EOF)
             else:
                 raise ProtocolError("too many trailer lines")
@@ -118,10 +141,7 @@ class Response:
         view = memoryview(buf)
         if self._left is not None and self._left < len(buf):
             view = view[: self._left]
-        n = None
-        while n is None:  # None: readable, but not a whole TLS record yet
-            self._wait()
-            n = self._sock.readinto(view)
+        n = read_into(self._conn, view)
         if not n:
             if self._left is not None:
                 raise ProtocolError("reply truncated")
@@ -145,8 +165,9 @@ class Connection:
         self._sock = None
         self._tcp = None
         self._poll = None
-        self._timeout_ms = self._until = 0  # the request's: see wait()
+        self._timeout_ms = self._until = 0  # the request's: see _wait()
         self._reusable = False
+        rx_buffer(self)
         default = 443 if self.scheme == "https" else 80
         self._host = self.host if self.port == default else "%s:%d" % (self.host, self.port)
 
@@ -176,9 +197,10 @@ class Connection:
         if self._sock:
             self._sock.close()
         self._sock = self._poll = None
+        self._at = self._end = 0
         self._reusable = False
 
-    def wait(self):
+    def _wait(self):
         http.wait(self._poll, self._until, self._timeout_ms)
 
     def open(self, method, url, body=None, timeout=None, headers=None, keep=http.keep_header):
@@ -186,13 +208,15 @@ class Connection:
         timeout = timeout or self.timeout
         if not url.startswith(self._origin):
             raise ValueError("URL is not on this connection's server")
-        head = "%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, url[len(self._origin) :] or "/", self._host)
+        # Formatted as bytes, no str to encode (MicroPython's bytes % takes a str as its UTF-8).
+        # The body is joined to the head: as a second write, it would wait out Nagle's delay.
+        path = url[len(self._origin) :] or "/"
+        request = b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, path, self._host)
         if body is not None:
-            head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
-        if headers:
-            for k in headers:
-                head += "%s: %s\r\n" % (k, headers[k])
-        request = (head + "\r\n").encode()
+            request += b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+        for k in headers or ():
+            request += b"%s: %s\r\n" % (k, headers[k])
+        request += b"\r\n"
         if body:
             request += body
         # A kept-alive socket may have been closed by the server while idle: if nothing at
@@ -207,7 +231,7 @@ class Connection:
                 self._tcp.settimeout(timeout)  # blocking, for the request
                 self._sock.write(request)
                 self._sock.setblocking(False)  # and not for the reply: see http.wait()
-                status_line = read_line(self._sock, self.wait)
+                status_line = read_line(self)
                 if not status_line and reused and not attempt:
                     self.close()
                     continue
@@ -234,7 +258,7 @@ class Connection:
         headers = {}
         keep_alive = parts[0] == b"HTTP/1.1"
         for _ in range(_MAX_HEADERS):
-            line = read_line(self._sock, self.wait)
+            line = read_line(self)
             if not line or line[0] in b"\r\n":  # EOF, or the blank line ending the head
                 break
             keep(line, headers)

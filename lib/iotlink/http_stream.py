@@ -5,11 +5,10 @@
 import socket
 
 from iotlink import http
-from iotlink.http_conn import MAX_LINE, chunk_size, read_line, split_url, tls_context
+from iotlink.http_conn import MAX_LINE, chunk_size, read_line, rx_buffer, split_url, tls_context
 from iotlink.errors import ConnectionFailed, ProtocolError, Timeout, TLSError
 
 MAX_DOC = 4096  # a larger document is not a thethings.iO update: drop the channel
-_READ = 256
 _BLANK = b" \t\r\n"
 _OPEN = b"{["
 _CLOSE = b"}]"
@@ -73,7 +72,7 @@ class Stream:
         self.timeout = timeout
         self._cadata = cadata
         self._splitter = Splitter(cap)
-        self._rx = bytearray(_READ)
+        rx_buffer(self)  # the head's lines are read through it, then the body
         self._line = bytearray()
         self._sock = None
         self._tcp = None
@@ -108,6 +107,7 @@ class Stream:
             # Non-blocking from here: the head under a deadline, the body polled (_receive).
             self._sock.setblocking(False)
             self._poll = http.watch(self._sock)
+            self._at = self._end = 0
             self._until = http.deadline(self._timeout_ms)
             self._read_head()
         except OSError as e:
@@ -119,7 +119,7 @@ class Stream:
         return self.status
 
     def _read_head(self):
-        parts = read_line(self._sock, self._wait).split(None, 2)
+        parts = read_line(self).split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
             raise ProtocolError("bad status line")
         try:
@@ -128,7 +128,7 @@ class Stream:
             raise ProtocolError("bad status line")
         self.headers = {}
         for _ in range(48):
-            line = read_line(self._sock, self._wait)
+            line = read_line(self)
             if line in (b"\r\n", b"\n", b""):
                 break
             http.keep_header(line, self.headers)
@@ -155,6 +155,11 @@ class Stream:
     def _receive(self, wait_s):
         # Whatever bytes have arrived, waiting up to wait_s for the first; Timeout when none did.
         # The socket is non-blocking and polled: a blocking readinto() waits for a full buffer.
+        # The body bytes read with the head come first, with no wait.
+        if self._at < self._end:
+            held = self._rxv[self._at : self._end]
+            self._at = self._end
+            return held
         for _ in self._poll.ipoll(max(int(wait_s * 1000), 1)):
             break
         else:
@@ -164,10 +169,10 @@ class Stream:
         except OSError as e:
             raise http.network_error(e)
         if n is None:  # readable, but not a whole TLS record yet
-            return memoryview(self._rx)[:0]
+            return self._rxv[:0]
         if not n:
             raise ProtocolError("stream truncated" if self._chunked or self._left else "stream ended")
-        return memoryview(self._rx)[:n]
+        return self._rxv[:n]
 
     def _body(self, data, sink):
         # Pass the body bytes in `data` to sink(memoryview), taking the chunk framing away.
@@ -234,7 +239,8 @@ class Stream:
         self._until = http.deadline(self._timeout_ms)
         while not self.done and len(out) < limit:
             try:
-                self._wait()
+                if self._at == self._end:  # nothing read with the head is left
+                    self._wait()
                 self._body(self._receive(0), keep)
             except (ProtocolError, Timeout, ConnectionFailed):
                 break  # the server closed, went quiet or dripped: that was the body

@@ -1,7 +1,7 @@
 """iotlink's own HTTP/1.1 client: keep-alive, chunked replies, verified TLS; run in micropython."""
 
 import pytest
-from support import RawServer
+from support import RawServer, SegmentServer
 
 from iotlink_lab.tlsutil import make_pki
 from iotlink_tools.devserver import DevServer
@@ -99,10 +99,93 @@ def get():
     status, body, _ = Connection({raw.url!r}, timeout=3).request("GET", {raw.url!r} + "/x")
     return http.loads(body)
 out(attempt(get))
-""", heapsize="48k")
+""", heapsize="52k")  # the library's source compiled in this heap too, the connection's most of it
         assert run.result == expected
     finally:
         raw.stop()
+
+
+# ---- the reply read through the connection's buffer, however its segments are cut ---------
+
+HELLO = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+WORLD = [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nworld"]
+CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+TWO_POSTS = ATTEMPT + """
+from iotlink.http_conn import Connection
+c = Connection({url!r}, timeout=3)
+def post(path, body):
+    status, data, _ = c.request("POST", {url!r} + path, body)
+    return [status, bytes(data).decode()]
+out([attempt(post, "/x", b"1"), attempt(post, "/y", b"22")])
+"""
+
+
+def sent(url, path, body):
+    host = url.removeprefix("http://")
+    return (b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (path.encode(), host.encode(), len(body), body))
+
+
+@pytest.mark.parametrize("pieces", [
+    [HELLO],
+    [b"HTTP/1.1 200 OK\r", b"\nContent-Length: 5\r\n\r", b"\nhe", b"llo"],
+    [b"HTTP/1.1 2", b"00 OK\r\nContent-Le", b"ngth: 5\r\n", b"\r\nhello"],
+    [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n", b"\r", b"\n", b"hello"],
+    [CHUNKED + b"2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n"],
+    [CHUNKED + b"2\r", b"\nhe\r\n3", b"\r\nllo\r", b"\n0\r\n", b"\r\n"],
+    [CHUNKED[:-1], b"\n2\r\nhe\r\n3\r\nl", b"lo\r\n0\r\nX-Trailer: 1\r\n\r\n"],
+], ids=["head and body in one segment", "head cut mid-CRLF", "cut inside a name and a value",
+        "blank line in two segments", "chunked body read with the head", "chunk lines cut mid-CRLF",
+        "chunks and trailer after a cut head"])
+def test_a_reply_cut_anywhere_reads_the_same_and_keeps_the_connection(mp, pieces):
+    server = SegmentServer([pieces, WORLD])
+    try:
+        run = mp(TWO_POSTS.format(url=server.url))
+        assert run.result == [["ok", [200, "hello"]], ["ok", [200, "world"]]]
+        assert server.requests == [sent(server.url, "/x", b"1"), sent(server.url, "/y", b"22")]
+        assert server.connections == 1  # the second request went on the first one's connection
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("first", [
+    HELLO + b"HTTP/1.1 500 Stale\r\nContent-Length: 5\r\n\r\nstale",
+    CHUNKED + b"5\r\nhello\r\n0\r\n\r\nHTTP/1.1 500 Stale\r\n\r\n",
+], ids=["after a sized body", "after the last chunk"])
+def test_bytes_after_a_reply_are_never_the_next_reply(mp, first):
+    # They came in the read that ended the body: the connection is dropped with them, and the
+    # next request goes on a new one.
+    server = SegmentServer([[first], WORLD])
+    try:
+        run = mp(TWO_POSTS.format(url=server.url))
+        assert run.result == [["ok", [200, "hello"]], ["ok", [200, "world"]]]
+        assert server.requests == [sent(server.url, "/x", b"1"), sent(server.url, "/y", b"22")]
+        assert server.connections == 2
+    finally:
+        server.stop()
+
+
+def test_a_stream_reads_the_body_that_came_with_its_head(mp):
+    error = b'{"error":"bad token"}'
+    raw = RawServer(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: %d\r\n\r\n%s" % (len(error), error),
+                    close=False)  # and the connection open: no end of stream either
+    docs = SegmentServer([[CHUNKED[:20], CHUNKED[20:] + b"7\r\n{\"a\":1}\r\n8\r", b"\n{\"b\":22}\r\n"]])
+    try:
+        run = mp(f"""
+from iotlink.http_stream import Stream
+s = Stream({raw.url!r} + "/x", timeout=2)
+out([s.open(), bytes(s.read_rest()).decode()])
+s = Stream({docs.url!r} + "/x", timeout=2)
+status = s.open()
+got = []
+while len(got) < 2:
+    got += [bytes(d).decode() for d in s.read(2)]
+out([status, got])
+""")
+        assert run.results == [[401, error.decode()], [200, ['{"a":1}', '{"b":22}']]]
+    finally:
+        raw.stop()
+        docs.stop()
 
 
 @pytest.fixture
@@ -133,6 +216,19 @@ out("iotlink.http_tls_once" in sys.modules)  # the certificate code is in RAM on
     assert run.results[1][0] == "TLSError"  # an unknown issuer: nothing was sent
     assert "not correctly signed" in run.results[1][1]
     assert [v for _, _, v in tls_server.telemetry("tls-device", "v")] == [1]
+
+
+def test_https_keeps_one_connection_for_several_requests(tls_server, mp):
+    run = mp(f"""
+from iotlink.thingsboard import ThingsBoard
+tb = ThingsBoard({tls_server.url!r}, "TLS_TOKEN", keepalive=True)
+for v in (5, 6):
+    tb.send_telemetry({{"v": v}})
+out(tb.request_attributes())
+""")
+    assert run.result == {"client": {}, "shared": {}}
+    assert [v for _, _, v in tls_server.telemetry("tls-device", "v")] == [5, 6]
+    assert len(peers(tls_server, "/api/v1/TLS_TOKEN")) == 1
 
 
 def test_https_without_ca_data_still_encrypts(tls_server, mp):

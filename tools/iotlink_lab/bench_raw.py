@@ -155,7 +155,7 @@ print(json.dumps({"points": N, "us": time.ticks_diff(time.ticks_us(), t)}))
 # (head, write, reply head) includes the reply's wait, so the sink's answer is in it too.
 PROFILE = """
 from iotlink import http
-from iotlink.conn import Connection
+from iotlink.http_conn import Connection
 from iotlink.thingsboard import ThingsBoard
 spent = {"build the batch": 0, "JSON encoding": 0, "write request, read reply head": 0, "read reply body": 0}
 def timed(phase, f):
