@@ -99,7 +99,7 @@ def get():
     status, body, _ = Connection({raw.url!r}, timeout=3).request("GET", {raw.url!r} + "/x")
     return http.loads(body)
 out(attempt(get))
-""", heapsize="52k")  # the library's source compiled in this heap too, the connection's most of it
+""", heapsize="52k")  # the library is compiled from source in this heap too: http_conn takes most
         assert run.result == expected
     finally:
         raw.stop()
