@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from iotlink_tools.vboard import FAKES, micropython_command, prepare_flash
+from iotlink_tools.vboard.sensors import readings
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout under test
 LIB = REPO / "lib"
@@ -145,6 +146,18 @@ def wakes(board):
 
 def sending_wakes(board):
     return [n for n, sending in wakes(board) if sending]
+
+
+def wakes_with_an_outage(folder, proxy, before, during, timeout):
+    """A deep-sleeping board's wakes: `before` of them with the server, then `during` with the
+    proxy refusing every connection, then the server back. The readings taken when it went away
+    and when it came back (sensors.readings numbers)."""
+    wait_until(lambda: readings(folder) >= before, timeout, f"{before} wakes")
+    proxy.rate = 1.0
+    down_from = readings(folder)
+    wait_until(lambda: readings(folder) >= down_from + during, timeout, f"{during} wakes without the server")
+    proxy.rate = 0
+    return down_from, readings(folder)
 
 
 def wake_part(console, n):

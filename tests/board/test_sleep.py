@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from support import TENANT, call, config, flash, records, sending_wakes, telemetry, wait_until, wake_part, wakes
+from support import (TENANT, call, config, flash, records, sending_wakes, telemetry, wait_until, wake_part, wakes,
+                     wakes_with_an_outage)
 
 from iotlink_lab.faultproxy import FaultProxy
 from iotlink_tools.vboard import Board
@@ -35,12 +36,7 @@ def test_a_deep_sleeping_board_delivers_every_reading_and_gets_commands_and_sett
                    numbered_sensors(keys=1))
     board = Board(folder, time_scale=SCALE).start()
     try:
-        wait_until(lambda: readings(folder) >= 10, 30, "ten wakes")
-        proxy.rate = 1.0  # the server is unreachable for 20 wakes
-        down_from = readings(folder)
-        wait_until(lambda: readings(folder) >= down_from + 20, 30, "twenty wakes without the server")
-        down_until = readings(folder)
-        proxy.rate = 0
+        down_from, down_until = wakes_with_an_outage(folder, proxy, before=10, during=20, timeout=30)
 
         # A command for the sleeping board, sent after a wake that does not talk to the server:
         # queued on the server until the board's next exchange.

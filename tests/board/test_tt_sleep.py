@@ -14,7 +14,7 @@ import re
 import time
 
 import pytest
-from support import config, flash, sending_wakes, unix_s, wait_until, wake_part, wakes
+from support import config, flash, sending_wakes, unix_s, wait_until, wake_part, wakes, wakes_with_an_outage
 
 from iotlink_lab.faultproxy import FaultProxy
 from iotlink_tools.vboard import Board
@@ -48,12 +48,7 @@ def test_a_deep_sleeping_thethings_board_delivers_every_reading_and_follows_comm
     folder = flash(tmp_path, cfg, numbered_sensors(keys=1))
     board = Board(folder, time_scale=SCALE).start()
     try:
-        wait_until(lambda: readings(folder) >= 7, 60, "seven wakes")
-        proxy.rate = 1.0  # the server is unreachable for 9 wakes
-        down_from = readings(folder)
-        wait_until(lambda: readings(folder) >= down_from + 9, 60, "nine wakes without the server")
-        down_until = readings(folder)
-        proxy.rate = 0
+        down_from, down_until = wakes_with_an_outage(folder, proxy, before=7, during=9, timeout=60)
 
         # Written while the board sleeps, right after an exchange: a command, and a new interval.
         quiet = wait_until(lambda: quiet_after_an_exchange(board, down_until), 60, "a quiet wake after an exchange")
