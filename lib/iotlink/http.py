@@ -170,7 +170,12 @@ def read_body(resp, limit=MAX_BODY):
         part = bytearray(256)
         while True:
             got = read_into(resp, part)
-            buf.extend(part if got == len(part) else memoryview(part)[:got])
+            try:
+                buf.extend(part if got == len(part) else memoryview(part)[:got])
+            except MemoryError:
+                # Growing buf takes its size again in one piece: a reply the heap cannot hold is
+                # the reply's fault (the loop resets a board short of memory, not of this).
+                raise ProtocolError("reply exceeds the free heap at %d bytes" % len(buf))
             if len(buf) > limit:
                 raise ProtocolError("reply exceeds the %d byte limit" % limit)
             if got < len(part):
