@@ -278,6 +278,18 @@ def test_hostile_replies_are_clear_errors_in_a_small_heap(mp, reply, expected):
         raw.stop()
 
 
+def test_a_reply_of_unknown_length_too_big_for_the_heap_is_a_protocol_error(mp):
+    # In this heap the growing body cannot be copied to a larger buffer well before the 8 KB
+    # limit: the reply's fault, reported as such, not a MemoryError that counts toward a reset.
+    raw = RawServer(b"HTTP/1.1 200 OK\r\n\r\n" + b"[" + b"1," * 60000 + b"1]")
+    try:
+        run = mp(tb(raw.url) + "out(attempt(tb.request_attributes))", heapsize="46k")
+        assert run.result[0] == "ProtocolError"
+        assert "exceeds the free heap" in run.result[2]
+    finally:
+        raw.stop()
+
+
 def test_a_server_keeping_the_connection_open_does_not_block_a_sized_reply(mp):
     body = b'{"shared":{"a":1}}'
     raw = RawServer(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body), close=False)
