@@ -11,9 +11,6 @@
 # atomically, says where the unsent records start and carries the timeline's mark with it. A
 # batch is sent again after a power cut until then, and never after.
 import json
-import random
-
-from micropython import const
 
 from iotlink.store import Store
 
@@ -21,20 +18,18 @@ from iotlink.store import Store
 class Outbox:
     def __init__(self, max_bytes, boot=None):
         # boot: this boot's id for the timeline (a deep-sleeping board keeps one across wakes);
-        # a new one by default.
+        # a new one by default. The timeline resumes from the queue at boot only: that code
+        # (outbox_once.py) is loaded for this call.
         self.store = Store(max_bytes=max_bytes)
-        boot = random.getrandbits(24) if boot is None else boot
-        self.timeline = Timeline(boot, self.store.mark, self._queued())
+        self.timeline = Timeline()
+        from iotlink import unload
 
-    def _queued(self):
-        # Every queued record, oldest first, one batch in RAM at a time.
-        cursor = None
-        while True:
-            records, cursor = self.store.batch(after=cursor)
-            if not records:
-                return
-            for record in records:
-                yield record
+        try:
+            from iotlink.outbox_once import resume
+
+            resume(self.timeline, boot, self.store)
+        finally:
+            unload("outbox_once")
 
     @property
     def pending(self):
@@ -48,8 +43,18 @@ class Outbox:
         return self.store.dropped
 
     def clock_set(self, now, uptime):
-        # A server has set the clock: it reads now (ms) at this uptime (ms).
-        if self.timeline.clock_set(now, uptime):
+        # A server has set the clock: it reads now (ms) at this uptime (ms). The first time in a
+        # boot, the timeline starts on it (outbox_once.py, loaded for that call) and its mark goes
+        # to flash, for this boot's readings that a power cut would leave queued.
+        if self.timeline.start is None:
+            from iotlink import unload
+
+            try:
+                from iotlink.outbox_once import start
+
+                start(self.timeline, now, uptime)
+            finally:
+                unload("outbox_once")
             self.store.mark = self.timeline.mark()
             self.store.save_head()
 
@@ -106,77 +111,29 @@ class Outbox:
 # real time, since that boot started after that record was read. Readings with no stamp before
 # them at all (a new board whose first boots had no clock) are placed just before the first time
 # known after them, spaced by their uptime; only until one is known, the server stamps them.
-
-_KEEP_CLOCKS = const(4)  # boots whose start on the clock is kept, for their readings still queued
-
-
-def _ints(value, size):
-    return isinstance(value, list) and len(value) == size and all(
-        v is None or isinstance(v, int) for v in value)
+#
+# What runs once a boot is in outbox_once.py: resuming from the head's mark and the queued records
+# (resume()), and starting this boot on the clock once it is set (start()).
 
 
 class Timeline:
-    def __init__(self, boot, mark, records):
-        # boot: this boot's id; mark: what mark() gave before (kept with the queue); records: the
-        # records still queued, oldest first (read once, to know the newest stamp among them).
-        self.boot = boot
-        self.start = None  # this boot's start on the (shifted) clock, once the clock is set
-        self.shift = 0
-        mark = mark if isinstance(mark, dict) else {}
-        sent = mark.get("sent")
-        # Placing goes in queue order; its state is (last ts or None, last clockless boot, the
-        # ts that boot's readings count their uptime from).
-        self.sent = tuple(sent) if _ints(sent, 3) and sent[2] is not None else (None, None, 0)
-        clocks = mark.get("clocks")
-        self.clocks = [c for c in clocks if _ints(c, 2)] if isinstance(clocks, list) else []
-        # A boot that goes on: a deep-sleeping board's wakes share one id and count one uptime
-        # (app_sleep.py), so a wake after the one that set the clock finds its start here.
-        for clocked, start in self.clocks:
-            if clocked == boot:
-                self.start = start
-        # Replayed: the state after the queued records, how long the records that nothing
-        # places yet span when placed from 0, and the first time after them.
-        state = self.sent
-        head = (0, None, 0)
-        first = None
-        for record in records:
-            ts, state = self.place(record, state)
-            if ts is None:
-                head = self.place(record, head)[1]
-            elif first is None:
-                first = ts
-        self.head_span = head[0]
-        if self.head_span and first is not None:
-            self._place_head(first)
-        self.newest = state[0] or 0
-
-    def _place_head(self, before):
-        # The unplaced records at the head of the queue end just before this time.
-        self.sent = (before - 1 - self.head_span, None, 0)
-        self.head_span = 0
+    # Its state, made at boot by outbox_once.resume():
+    #   boot       this boot's id
+    #   start      this boot's start on the (shifted) clock, None until the clock is set
+    #   shift      how far this boot's stamps are moved forward, to follow the newest stamp
+    #   sent       the placing state after the records the server has: (last ts or None, last
+    #              clockless boot, the ts that boot's readings count their uptime from)
+    #   clocks     [boot, start] of the last few boots that had a clock
+    #   head_span  how long the records at the head of the queue that nothing places yet span,
+    #              placed from 0 (until a time after them is known)
+    #   newest     the newest stamp, queued or sent
 
     def mark(self):
         # What a later boot needs to place the records still queued then (a JSON value).
         return {"sent": list(self.sent), "clocks": self.clocks}
 
-    def clock_set(self, now, uptime):
-        # The clock reads now (ms) at this uptime (ms): put this boot's start after every stamp.
-        # True the first time: then mark() must go to flash for this boot's readings that a power
-        # cut would leave queued.
-        if self.start is None:
-            start = now - uptime
-            self.shift = max(0, self.newest + 1 - start)
-            self.start = start + self.shift
-            if self.shift:
-                print("clock: %d ms behind the last stamp; this boot's stamps follow it" % self.shift)
-            if self.head_span:
-                self._place_head(self.start)
-            self.clocks = (self.clocks + [[self.boot, self.start]])[-_KEEP_CLOCKS:]
-            return True
-        return False
-
     def stamp(self, now, uptime):
-        # The time of a reading taken now: after every other (clock_set() was called before).
+        # The time of a reading taken now: after every other (the clock was set before).
         self.newest = max(now + self.shift, self.newest + 1)
         return self.newest
 

@@ -15,7 +15,7 @@ import struct
 
 from micropython import const
 
-from iotlink.files import read, write_atomic
+from iotlink.files import write_atomic
 
 _FRAME = const("<BHI")  # magic, payload length, CRC32 of the payload
 _HEADER = const(7)  # struct.calcsize(_FRAME)
@@ -28,53 +28,26 @@ class Store:
         self.segment_bytes = segment_bytes
         self.max_segments = max(2, max_bytes // segment_bytes)
         self.max_record = segment_bytes - _HEADER
+        # Where the queued records start and end is found on flash once, at boot: that code
+        # (store_once.py) is loaded for this call only.
+        from iotlink import unload
+
         try:
-            os.mkdir(root)
-        except OSError:
-            pass  # already there
-        segments = self._segments()
-        self.head_seg, self.head_off, self.dropped, self.mark = self._load_head(segments[0] if segments else 1)
-        for n in segments:
-            if n < self.head_seg:  # sent, but the board stopped before deleting it
-                self._remove(n)
-        self.pending = 0
-        end = self.head_off
-        for n in segments:
-            if n >= self.head_seg:
-                count, end = self._scan(n, self.head_off if n == self.head_seg else 0)
-                self.pending += count
-        self.write_seg = max(segments[-1] if segments else 0, self.head_seg)
-        self.write_size = self._size(self.write_seg)
-        if end != self.write_size:  # a torn record ends the last segment: never append after it
-            self._next_segment()
+            from iotlink.store_once import open_queue
+
+            open_queue(self)
+        finally:
+            unload("store_once")
 
     # ---- files -------------------------------------------------------------------------
     def _path(self, n):
         return "%s/%08d" % (self.root, n)
-
-    def _segments(self):
-        return sorted(int(name) for name in os.listdir(self.root) if name.isdigit())
-
-    def _size(self, n):
-        try:
-            return os.stat(self._path(n))[6]
-        except OSError:
-            return 0
 
     def _remove(self, n):
         try:
             os.remove(self._path(n))
         except OSError:
             pass  # never written, or already gone
-
-    def _load_head(self, first):
-        try:
-            head = json.loads(read(self.root + "/head"))
-            return int(head["seg"]), int(head["off"]), int(head["dropped"]), head.get("mark")
-        except (OSError, ValueError, KeyError, TypeError):
-            # No head yet (or unreadable): start at the oldest segment. At worst records that were
-            # sent go again, with their own ts, which the server stores once.
-            return first, 0, 0, None
 
     def save_head(self):
         head = {"seg": self.head_seg, "off": self.head_off, "dropped": self.dropped, "mark": self.mark}
@@ -93,31 +66,19 @@ class Store:
             return None
         return data
 
-    def _scan(self, n, off):
-        # (whole records from off, offset after the last of them) in segment n.
-        count = 0
-        try:
-            with open(self._path(n), "rb") as f:
-                f.seek(off)
-                while self._read_frame(f) is not None:
-                    count += 1
-                    off = f.tell()
-        except OSError:
-            pass
-        return count, off
-
     def _next_segment(self):
         self.write_seg += 1
         self.write_size = 0
-        # Full: the oldest segment goes, with what was still unsent in it.
-        while self.write_seg - self.head_seg + 1 > self.max_segments:
-            count, _ = self._scan(self.head_seg, self.head_off)
-            self.dropped += count
-            self.pending -= count
-            self._remove(self.head_seg)
-            self.head_seg += 1
-            self.head_off = 0
-            self.save_head()
+        if self.write_seg - self.head_seg + 1 > self.max_segments:
+            # Full, which only a long outage makes: the oldest segment goes (store_once.py).
+            from iotlink import unload
+
+            try:
+                from iotlink.store_once import evict
+
+                evict(self)
+            finally:
+                unload("store_once")
 
     # ---- the queue -----------------------------------------------------------------------
     def append(self, record):

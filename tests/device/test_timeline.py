@@ -1,14 +1,18 @@
-"""Timestamps that only go forward across boots (outbox.Timeline), on a real flash queue, in micropython."""
+"""Timestamps that only go forward across boots (outbox.Timeline, resumed and started by
+outbox_once), on a real flash queue, in micropython."""
 
 SETUP = """
 import json
 from iotlink.store import Store
 from iotlink.outbox import Timeline
+from iotlink.outbox_once import resume, start
 store = Store()
 
 def timeline(boot):
     # As the outbox makes it at boot: from the head's mark and the records still queued.
-    return Timeline(boot, store.mark, store.batch(max_records=1000)[0])
+    t = Timeline()
+    resume(t, boot, store)
+    return t
 
 def place_all(t):
     # The ts each queued record gets as the batch is sent (None: left for the server to stamp)
@@ -28,7 +32,7 @@ out(t.newest)
 placed, state = place_all(t)
 out(placed)
 out(t.place({"boot": 3, "up": 300, "values": {}}, state)[0])  # no clock yet: after the last, by uptime
-t.clock_set(1100, 500)  # a clock 0.7 s behind what the queue already holds
+start(t, 1100, 500)  # a clock 0.7 s behind what the queue already holds
 out([t.start, t.stamp(1200, 600), t.stamp(1150, 650)])
 out(t.place({"boot": 3, "up": 300, "values": {}}, state)[0])
 """)
@@ -90,7 +94,7 @@ for up in (100, 200):
     store.append({"boot": 1, "up": up, "values": {}})
 t = timeline(2)
 out(place_all(t)[0])  # nothing to place them by: the server would stamp them on arrival
-t.clock_set(50_000, 1_000)
+start(t, 50_000, 1_000)
 store.append({"boot": 2, "up": 1_500, "values": {}})
 out(place_all(t)[0])
 """)
