@@ -25,8 +25,11 @@
 #   thethings_device    thethings.iO in the calls the device loop makes
 #   rpc               the RPC methods: GPIO on the config's allowed pins
 #   store             the flash queue: framed records in segment files, a head file
+#   store_once          opening it at boot (where the unsent records start and end), eviction
 #   outbox            telemetry from reading to acknowledged: the store, and a Timeline that
 #                     stamps records so their times only go forward, across boots
+#   outbox_once         the timeline's once-a-boot work: resumed from the queue, started on
+#                       the clock
 #   app               the device loop: one supervisor, scheduling, RPC answers, OTA wiring
 #   app_once            its start: a good config, sensors.py, the platform client
 #   app_sleep           a battery board's loop: one wake's work, then deep sleep (deep mode)

@@ -77,6 +77,19 @@ out(seq(batch()[0]))
     assert "queue: record lost (record of" in run.stdout
 
 
+def test_the_once_a_boot_code_is_not_kept_loaded(mp):
+    # Opening the queue, resuming the timeline and starting it on the clock load their code
+    # (store_once, outbox_once) for that call only.
+    run = boot(mp, """
+import sys
+once = lambda: [m for m in sys.modules if m.endswith("_once")]
+out([once(), o.timeline.start])
+o.add({"n": 0}, 1_700_000_000_000, 1_000)
+out([once(), o.timeline.start])
+""")
+    assert run.results == [[[], None], [[], 1_700_000_000_000 - 1_000]]
+
+
 def test_the_body_is_what_thingsboard_takes(mp):
     run = boot(mp, """
 o.add({"t": 21.5}, 1_700_000_000_000, 0)

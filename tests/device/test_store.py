@@ -109,6 +109,45 @@ out(s.dropped)
     assert kept == list(range(dropped, 100))  # the newest stayed, in order
 
 
+def test_a_full_queue_with_a_torn_end_makes_room_when_it_is_opened(mp):
+    # Appending never resumes after a torn record: the next record starts a segment, and a full
+    # queue's oldest segment goes for it as the queue is opened.
+    board(mp, "for i in range(100):\n    s.append(rec(i))", max_bytes=2048, segment_bytes=512)
+    oldest, *_, last = segments(mp.flash)
+    in_oldest = frames((mp.flash / "queue" / oldest).read_bytes())
+    dropped = board(mp, "out(s.dropped)", max_bytes=2048, segment_bytes=512).result
+    path = mp.flash / "queue" / last
+    os.truncate(path, path.stat().st_size - 7)
+    run = board(mp, "out([s.dropped, s.pending])\ns.append(rec(100))", max_bytes=2048, segment_bytes=512)
+    assert run.result[0] == dropped + in_oldest
+    assert oldest not in segments(mp.flash) and len(segments(mp.flash)) == 4
+    # The oldest segment's records and the torn one are gone; the rest and the new one, in order.
+    taken = board(mp, "out(take(200))", max_bytes=2048, segment_bytes=512).result
+    assert taken == list(range(dropped + in_oldest, 99)) + [100]
+    assert run.result[1] == len(taken) - 1
+
+
+def frames(data):
+    """How many records a segment file holds: magic byte, 2-byte length, CRC32, payload."""
+    count = off = 0
+    while off < len(data):
+        off += 7 + int.from_bytes(data[off + 1:off + 3], "little")
+        count += 1
+    return count
+
+
+def test_opening_the_queue_and_evicting_leave_no_code_loaded(mp):
+    run = board(mp, """
+import sys
+once = lambda: [m for m in sys.modules if m.endswith("_once")]
+out(once())
+for i in range(60):
+    s.append(rec(i))
+out([once(), s.dropped > 0])
+""", max_bytes=2048, segment_bytes=512)
+    assert run.results == [[], [[], True]]
+
+
 def test_a_huge_record_is_refused_without_harm(mp):
     run = board(mp, """
 s.append(rec(0))
