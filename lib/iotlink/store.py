@@ -24,18 +24,17 @@ _MAGIC = const(0xA5)
 
 class Store:
     def __init__(self, root="queue", max_bytes=65536, segment_bytes=4096):
-        self.root = root
-        self.segment_bytes = segment_bytes
-        self.max_segments = max(2, max_bytes // segment_bytes)
+        # root: the queue's directory; max_bytes: about the most it holds on flash, in segments
+        # of segment_bytes. Where the queued records start and end is found on flash once, at
+        # boot: that code (store_once.py), which sets up the rest of the store's state, is loaded
+        # for this call only.
         self.max_record = segment_bytes - _HEADER
-        # Where the queued records start and end is found on flash once, at boot: that code
-        # (store_once.py) is loaded for this call only.
         from iotlink import unload
 
         try:
             from iotlink.store_once import open_queue
 
-            open_queue(self)
+            open_queue(self, root, max_bytes, segment_bytes)
         finally:
             unload("store_once")
 

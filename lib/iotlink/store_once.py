@@ -7,15 +7,19 @@ import os
 from iotlink.files import read
 
 
-def open_queue(s):
-    # Store s's queue (in the directory s.root) as a power cut or a reset left it: the head's
-    # state, the number of unsent records, the segment the next record goes to.
+def open_queue(s, root, max_bytes, segment_bytes):
+    # The state of Store s (Store() set only its max_record): its parameters, and its queue in
+    # directory root as a power cut or a reset left it: where the unsent records start, how many
+    # there are, the segment the next record goes to.
+    s.root = root
+    s.segment_bytes = segment_bytes
+    s.max_segments = max(2, max_bytes // segment_bytes)
     try:
-        os.mkdir(s.root)
+        os.mkdir(root)
     except OSError:
         pass  # already there
-    segments = sorted(int(name) for name in os.listdir(s.root) if name.isdigit())
-    s.head_seg, s.head_off, s.dropped, s.mark = _load_head(s.root, segments[0] if segments else 1)
+    segments = sorted(int(name) for name in os.listdir(root) if name.isdigit())
+    s.head_seg, s.head_off, s.dropped, s.mark = _load_head(root, segments[0] if segments else 1)
     for n in segments:
         if n < s.head_seg:  # sent, but the board stopped before deleting it
             s._remove(n)
@@ -30,7 +34,9 @@ def open_queue(s):
         s.write_size = os.stat(s._path(s.write_seg))[6]
     except OSError:
         s.write_size = 0
-    if end != s.write_size:  # a torn record ends the last segment: never append after it
+    if end != s.write_size:
+        # A torn record ends the last segment: never append after it. The next record starts a
+        # segment, which a full queue makes room for.
         s.write_seg += 1
         s.write_size = 0
         evict(s)
