@@ -65,7 +65,9 @@ class Outbox:
             self.clock_set(now, uptime)
         try:
             self.store.append(self.timeline.record(values, now, uptime))
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, MemoryError) as e:
+            # Lost, and counted: the loop reads on. (A MemoryError escaping here would reset the
+            # board: a full queue's eviction loads its code, and a reading can be large.)
             self.store.dropped += 1
             print("queue: record lost (%s)" % e)
 

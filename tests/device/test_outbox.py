@@ -77,6 +77,21 @@ out(seq(batch()[0]))
     assert "queue: record lost (record of" in run.stdout
 
 
+def test_a_reading_the_heap_cannot_queue_is_counted_as_dropped_and_the_next_one_is_queued(mp):
+    run = boot(mp, """
+append = o.store.append
+def short(frame):
+    raise MemoryError("memory allocation failed, allocating 4096 bytes")
+o.store.append = short
+o.add({"n": 0}, 1_700_000_000_000, 0)
+o.store.append = append
+o.add({"n": 1}, 1_700_000_000_001, 1)
+out([o.dropped, o.pending, seq(batch()[0])])
+""")
+    assert run.result == [1, 1, [1]]
+    assert "queue: record lost (memory allocation failed" in run.stdout
+
+
 def test_the_once_a_boot_code_is_not_kept_loaded(mp):
     # Opening the queue, resuming the timeline and starting it on the clock load their code
     # (store_once, outbox_once) for that call only.
