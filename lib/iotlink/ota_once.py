@@ -8,7 +8,7 @@
 import gc
 import os
 
-from iotlink import http, ota_swap
+from iotlink import http, ota_swap, unload
 from iotlink.errors import IotlinkError, UpdateFailed
 
 CHUNK_TRIES = 3  # per chunk: timeouts, dropped connections, 5xx
@@ -21,13 +21,15 @@ ESP32_IMAGE_MAGIC = 0xE9  # first byte of an ESP32 app image; a tar starts with 
 
 def reserved_names():
     # RESERVED, and the top-level entry that holds the CA file config.json names ("ca").
-    from iotlink import config
+    from iotlink import config, config_once
     from iotlink.errors import ConfigError
 
     try:
-        ca = config.read().get("ca")
+        ca = config_once.read(config.PATH).get("ca")
     except (ConfigError, AttributeError):
         ca = None
+    finally:
+        unload("config_once")
     if isinstance(ca, str) and ca.strip("/"):
         return RESERVED + (ca.strip("/").split("/")[0],)
     return RESERVED

@@ -12,9 +12,8 @@ from support import all_records, telemetry
 
 LOOP = """
 import sys
-from iotlink import app
-a = app.App(app.config.load(), app.Watchdog())
-a.start()
+from iotlink import app, app_once
+a = app_once.start(app.App, "config.json", None)
 while a.start_tasks:
     a.step()
 loaded = lambda: [m for m in ("iotlink.ota", "iotlink.ota_swap", "iotlink.ota_once", "iotlink.clock_once") if m in sys.modules]
@@ -55,26 +54,18 @@ def test_the_ota_code_is_loaded_only_for_a_package_other_than_the_running_one(mp
 # report the server did not take: the loop must neither keep it in RAM nor stop behind it.
 FAILING_REPORT = """
 import sys
-from iotlink import app
+from iotlink import app, app_once
 from iotlink.errors import ConnectionFailed
 
-class Updater:
-    KEYS = ()
-    error = ConnectionFailed("server gone")
-    def __init__(self, client, feed=None):
-        pass
-    def report_boot(self):
+class ota:  # what `from iotlink import ota` finds, until app.py unloads it
+    @staticmethod
+    def follow(app):  # the start-up report
         if FAILURE == "memory":
             raise MemoryError("memory allocation failed")
-        return False
+        raise ConnectionFailed("server gone")  # the server did not take it
 
-class ota:  # what `from iotlink.ota import Updater` finds, until app.py unloads it
-    pass
-
-ota.Updater = Updater
 sys.modules["iotlink.ota"] = ota
-a = app.App(app.config.load(), app.Watchdog())
-a.start()
+a = app_once.start(app.App, "config.json", None)
 try:
     a.step()
 except Exception as e:
@@ -104,15 +95,14 @@ def test_a_report_the_server_did_not_take_is_retried_with_the_ota_code_unloaded(
 
 
 SHORT_HEAP_DRAIN = """
-from iotlink import app
+from iotlink import app, app_once
 
 class gc:  # the heap a board would report with this much free
     collect = staticmethod(lambda: None)
     mem_free = staticmethod(lambda: FREE)
 
 app.gc = gc
-a = app.App(app.config.load(), app.Watchdog())
-a.start()
+a = app_once.start(app.App, "config.json", None)
 for i in range(60):
     a.outbox.add({"reading": i, "label": "x" * 40}, 1700000000000 + i, i)
 while a.outbox.pending:
@@ -136,9 +126,8 @@ def test_a_short_heap_drains_the_queue_in_smaller_batches(mp, server, device):
 
 
 FRAGMENTED = """
-from iotlink import app
-a = app.App(app.config.load(), app.Watchdog())
-a.start()
+from iotlink import app, app_once
+a = app_once.start(app.App, "config.json", None)
 while a.start_tasks:
     a.step()
 real = a.client.transport.request
