@@ -145,11 +145,13 @@ class App:
             gc.collect()
 
     def check_updates(self, shared):
+        # Every attribute read, once the report is in: the OTA code comes back only for a
+        # package other than the one that runs (self.running, from ota.follow).
         if self.updater is None:
             for prefix in self.running:
                 title = shared.get(prefix + "_title")
                 version = shared.get(prefix + "_version")
-                if title is not None and version is not None and [str(title), str(version)] != self.running[prefix]:
+                if None not in (title, version) and [str(title), str(version)] != self.running[prefix]:
                     break
             else:
                 return  # nothing new announced
