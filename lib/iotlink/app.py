@@ -161,6 +161,16 @@ class App:
             self.updater = Updater(self.client, feed=self.feed)
         self.updater.check(shared)
 
+    def renew_token(self):
+        # After a 401/403 with provisioning keys (recover()): token_once.py asks for a new token.
+        # A method of its own: a frame that named the module would keep it in RAM.
+        from iotlink import token_once
+
+        try:
+            token_once.renew(self)
+        finally:
+            unload("token_once")
+
     # ---- the loop --------------------------------------------------------------------
     def run(self):
         while True:
@@ -186,13 +196,7 @@ class App:
         # One piece of work, most urgent first; True when the server answered.
         self.ensure_wifi()
         if self.token_refused:
-            # A 401/403 with provisioning keys (recover()): token_once.py asks for a new token.
-            from iotlink import token_once
-
-            try:
-                token_once.renew(self)
-            finally:
-                unload("token_once")
+            self.renew_token()
         if time.ticks_diff(time.ticks_ms(), self.next_clock) >= 0:
             self.sync_clock()
         if self.start_tasks:
@@ -258,7 +262,7 @@ class App:
         refused = isinstance(e, HTTPError) and e.status in _REFUSED
         # 401 (unknown token) or 403 (device deleted): with provisioning keys, a new device.
         if refused and self.cfg["platform"] == "thingsboard" and self.cfg.get("provision"):
-            self.token_refused = True  # not final: the next step provisions again (token_once.renew)
+            self.token_refused = True  # not final: the next step provisions again (renew_token)
             refused = False
         if refused or isinstance(e, (ProvisionError, ConfigError)):
             delay = _REFUSED_RETRY_S * 1000

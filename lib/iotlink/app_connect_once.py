@@ -1,7 +1,7 @@
 # What an App needs before its loop runs, in either loop (app_once.start, and each wake of a
 # battery board, app_sleep.py): the user's sensors.py, and the platform client (a token first
 # where config.json has none). Loaded for those calls and unloaded after them.
-from iotlink import unload
+from iotlink import config, unload
 from iotlink.thingsboard import ThingsBoard
 
 
@@ -26,25 +26,26 @@ def connect(app):
     # goes before the other tasks leave objects around it in the heap.
     if not app.cfg.get("token"):
         app.ensure_wifi()
-        from iotlink import token_once
-
-        try:
-            token_once.obtain(app.cfg, app.path, app.timeout_s)
-        finally:
-            unload("token_once")
+        obtain_token(app)
     app.client = make_client(app.cfg, app.timeout_s)
     if app.cfg["platform"] == "thingsboard":
         app.start_tasks.insert(0, app.report_boot)
 
 
-def make_client(cfg, timeout):
-    # The one place that creates the platform client.
-    from iotlink import config_once
+def obtain_token(app):
+    # Provisioning or activation (token_once.py), into app.cfg and config.json. A function of its
+    # own: a frame that named the module would keep it in RAM while the client is made.
+    from iotlink import token_once
 
     try:
-        cadata = config_once.ca_data(cfg)
+        token_once.obtain(app.cfg, app.path, app.timeout_s)
     finally:
-        unload("config_once")
+        unload("token_once")
+
+
+def make_client(cfg, timeout):
+    # The one place that creates the platform client.
+    cadata = config.ca_data(cfg)
     if cfg["platform"] == "thethings":
         from iotlink.thethings_device import TTDevice  # imported here: ThingsBoard boards keep the RAM
 

@@ -85,12 +85,7 @@ def wake(App, cfg, feed, path, setup=None):
 
 def run(app, state, options):
     # One wake: the reading, and the exchange when it is due. Returns the interval (ms).
-    from iotlink import app_connect_once
-
-    try:
-        app.sensors, app.sensor_error = app_connect_once.load_sensors()
-    finally:
-        unload("app_connect_once")
+    load_sensors(app)
     state["wake"] += 1
     values = app.values()
     app.outbox.add(values, clock.now_ms(), app.uptime_ms())
@@ -141,19 +136,9 @@ def exchange(app, state):
     # once, in the order its step() takes them.
     app.ensure_wifi()
     if app.client is None:
-        from iotlink import app_connect_once  # the client (a token first if none), OTA's start task
-
-        try:
-            app_connect_once.connect(app)
-        finally:
-            unload("app_connect_once")
+        connect(app)
     if state["renew"]:
-        from iotlink import token_once
-
-        try:
-            token_once.renew(app)
-        finally:
-            unload("token_once")
+        app.renew_token()
         state["renew"] = False
     if not clock.synced() or app.uptime_ms() - (state["synced"] or 0) >= CLOCK_RESYNC_MS:
         app.sync_clock()
@@ -175,6 +160,27 @@ def exchange(app, state):
         if request is None:
             break
         app.answer(request)
+
+
+# The start-up code this module uses, each loaded for its call in a function of its own: a
+# module a frame of the wake still named would stay in RAM through the wake.
+def load_sensors(app):
+    from iotlink import app_connect_once
+
+    try:
+        app.sensors, app.sensor_error = app_connect_once.load_sensors()
+    finally:
+        unload("app_connect_once")
+
+
+def connect(app):
+    # The client (a token first where config.json has none), and OTA's start task.
+    from iotlink import app_connect_once
+
+    try:
+        app_connect_once.connect(app)
+    finally:
+        unload("app_connect_once")
 
 
 def failed(app, state, e):

@@ -1,7 +1,8 @@
-# config.json at the board's root. Its reading, checks and saving are config_once.py's: only the
-# start-up and a token's save use them, never the running loop. load() stays here, as the one
-# entry that boot.py (which no update replaces) and the start-up call.
+# config.json at the board's root: where it is, load() (the entry that boot.py, which no update
+# replaces, and the start-up call) and the CA file of verified TLS. Reading, checking and saving
+# the file is config_once.py's work: only the start-up and a token's save need it.
 from iotlink import unload
+from iotlink.errors import ConfigError
 
 PATH = "config.json"
 
@@ -20,3 +21,14 @@ def load(path=PATH):
     finally:
         unload("config_once")
     return cfg
+
+
+def ca_data(cfg):
+    # The CA certificate bytes for verified TLS, or None (plain http, or verification waived).
+    if "ca" not in cfg or not cfg["server"].startswith("https://"):
+        return None
+    try:
+        with open(cfg["ca"], "rb") as f:
+            return f.read()
+    except OSError:
+        raise ConfigError("'ca': file %s not found on the board" % cfg["ca"])

@@ -203,14 +203,3 @@ def save_token(token, path):
     cfg = read(path)
     cfg["token"] = token
     write_atomic(path, json.dumps(cfg).encode())
-
-
-def ca_data(cfg):
-    # The CA certificate bytes for verified TLS, or None (plain http, or verification waived).
-    if "ca" not in cfg or not cfg["server"].startswith("https://"):
-        return None
-    try:
-        with open(cfg["ca"], "rb") as f:
-            return f.read()
-    except OSError:
-        raise ConfigError("'ca': file %s not found on the board" % cfg["ca"])

@@ -9,7 +9,7 @@
 import binascii
 import os
 
-from iotlink import unload
+from iotlink import config, unload
 from iotlink.errors import ConfigError, HTTPError, ProvisionError
 from iotlink.files import read, write_atomic
 from iotlink.thingsboard import ThingsBoard
@@ -55,12 +55,7 @@ def renew(app):
 
 
 def _request(cfg, timeout):
-    from iotlink import config_once
-
-    try:
-        cadata = config_once.ca_data(cfg)
-    finally:
-        unload("config_once")
+    cadata = config.ca_data(cfg)
     if cfg["platform"] == "thethings":
         from iotlink.thethings import TheThings
 
