@@ -6,9 +6,9 @@
 #   (this package)    unload() below
 #   errors            every exception iotlink raises
 #   files             atomic file writes and reads (a power cut leaves the old file or the new one)
-#   config            config.json: where it is, load() (checked once a boot)
+#   config            config.json: where it is, load() (checked once a boot), the CA file
 #   config_values       its defaults and the number rules the loop applies too
-#   config_once         reading, checking and saving it, the CA file
+#   config_once         reading, checking and saving it
 #   net               the Wi-Fi station, and waiting without starving the watchdog
 #   net_once            joining a network in bounded time (at boot, after a drop)
 #   clock             wall-clock time a server has set (None until then)

@@ -8,7 +8,7 @@
 import gc
 import os
 
-from iotlink import http, ota_swap, unload
+from iotlink import http, ota_swap
 from iotlink.errors import IotlinkError, UpdateFailed
 
 CHUNK_TRIES = 3  # per chunk: timeouts, dropped connections, 5xx
@@ -20,16 +20,17 @@ ESP32_IMAGE_MAGIC = 0xE9  # first byte of an ESP32 app image; a tar starts with 
 
 
 def reserved_names():
-    # RESERVED, and the top-level entry that holds the CA file config.json names ("ca").
-    from iotlink import config, config_once
-    from iotlink.errors import ConfigError
+    # RESERVED, and the top-level entry that holds the CA file config.json names ("ca"). The
+    # file is read here, not by config_once.py: its checks would take RAM a download needs.
+    import json
+
+    from iotlink import config
+    from iotlink.files import read
 
     try:
-        ca = config_once.read(config.PATH).get("ca")
-    except (ConfigError, AttributeError):
+        ca = json.loads(read(config.PATH)).get("ca")
+    except (OSError, ValueError, AttributeError):
         ca = None
-    finally:
-        unload("config_once")
     if isinstance(ca, str) and ca.strip("/"):
         return RESERVED + (ca.strip("/").split("/")[0],)
     return RESERVED
