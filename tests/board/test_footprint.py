@@ -1,8 +1,9 @@
-"""What the device loop keeps in RAM: the OTA code only while it has work.
+"""What the device loop keeps in RAM: no start-up code, the OTA code only while it has work.
 
-Loaded from .mpy, a module's bytecode lives in the heap, so the loop unloads the OTA code after
-the start-up report and loads it again only when a package other than the running one is
-announced. Runs the real App against the devserver, one boot per run.
+Loaded from .mpy, a module's bytecode lives in the heap, so the start-up code is unloaded before
+the loop runs, and the loop unloads the OTA code after the start-up report and loads it again
+only when a package other than the running one is announced. Runs the real App against the
+devserver, one boot per run.
 """
 
 import json
@@ -21,6 +22,33 @@ out(loaded())
 a.read_attributes()
 out(loaded())
 """
+
+
+# The start as main.py runs it (app.started: what app.run() runs for ever). Before the loop runs,
+# the start-up code is gone (app_once, app_connect_once, config_once, and token_once after a
+# provisioning), and a board with its token keeps only the loop's own modules.
+STARTED = """
+import sys
+from iotlink import app
+a = app.started("config.json", None)
+out([m[len("iotlink."):] for m in sorted(sys.modules) if m.startswith("iotlink.")])
+out(a.client is not None and bool(a.cfg["token"]))
+"""
+LOOP_MODULES = ["app", "clock", "config", "config_values", "errors", "files", "http", "http_conn",
+                "http_transport", "net", "outbox", "rpc", "store", "thingsboard"]
+
+
+def test_the_start_up_code_is_gone_before_the_loop_runs(mp, server, device):
+    (mp.flash / "config.json").write_text(json.dumps({"server": server.url, "token": "TEST_TOKEN"}))
+    assert mp(STARTED).results == [LOOP_MODULES, True]
+    server.add_provision_profile("PROVISION-KEY", "PROVISION-SECRET")
+    (mp.flash / "config.json").write_text(json.dumps({
+        "server": server.url, "provision": {"key": "PROVISION-KEY", "secret": "PROVISION-SECRET"}}))
+    run = mp(STARTED)
+    assert "provision: token saved to config.json" in run.stdout
+    modules, started = run.results
+    assert started and not [m for m in modules if m.endswith("_once")]
+    assert set(LOOP_MODULES) <= set(modules)
 
 
 def boot(mp, server):
