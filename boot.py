@@ -233,7 +233,7 @@ if __name__ == "__main__":
     import gc
 
     gc.collect()
-    # Until the loop has started (app.py ends this), collect every few KB: the modules main.py
+    # Until the loop has started (app_once.py ends this), collect every few KB: the modules main.py
     # loads then leave their temporaries as holes all over the heap otherwise, and a heap in
     # pieces fails on a small request long before it is full.
     gc.threshold(4096)

@@ -480,9 +480,10 @@ class SegmentServer:
 
 LOAD = """
 from iotlink import config
+from iotlink.errors import ConfigError
 try:
     out(["ok", config.load()])
-except config.ConfigError as e:
+except ConfigError as e:
     out(["error", str(e)])
 """
 

@@ -6,9 +6,9 @@
 #   (this package)    unload() below
 #   errors            every exception iotlink raises
 #   files             atomic file writes and reads (a power cut leaves the old file or the new one)
-#   config            config.json: load (checked once a boot), save the token, the CA file
+#   config            config.json: where it is, load() (checked once a boot), the CA file
 #   config_values       its defaults and the number rules the loop applies too
-#   config_once         its checks
+#   config_once         reading, checking and saving it
 #   net               the Wi-Fi station, and waiting without starving the watchdog
 #   net_once            joining a network in bounded time (at boot, after a drop)
 #   clock             wall-clock time a server has set (None until then)
@@ -31,10 +31,11 @@
 #   outbox_once         the timeline's once-a-boot work: resumed from the queue, started on
 #                       the clock
 #   app               the device loop: one supervisor, scheduling, RPC answers, OTA wiring
-#   app_once            its start: a good config, sensors.py, the platform client
+#   app_once            its start: a good config, the watchdog, the App started (or a wake)
+#   app_connect_once    an App's sensors.py and platform client, in either loop
 #   app_sleep           a battery board's loop: one wake's work, then deep sleep (deep mode)
-#   token_once        a token for a board without one (provisioning, activation)
-#   ota               updates: what to install, what the server hears
+#   token_once        a token for a board without one, or whose token was refused
+#   ota               updates: what to install, what the server hears (the start-up report)
 #   ota_swap            the app's side of the update journal: start a swap, end it
 #   ota_once            one update: download, verify, apply
 #   ota_tar             a tar package unpacked as it downloads, its names and .mpy files checked

@@ -49,19 +49,8 @@ _REFUSED = const((401, 403))  # the device itself: recover() waits long (or prov
 _BAD_RECORDS = const((400, 413))
 
 
-class Watchdog:
-    # machine.WDT when the config sets wdt_ms; feed() is a no-op otherwise.
-    def __init__(self):
-        self._wdt = None
-
-    def start(self, timeout_ms):
-        if timeout_ms and self._wdt is None:
-            self._wdt = machine.WDT(timeout=timeout_ms)
-            print("watchdog: %d ms" % timeout_ms)
-
-    def feed(self):
-        if self._wdt is not None:
-            self._wdt.feed()
+def _unwatched():
+    pass  # the feed of a board without a watchdog (no wdt_ms in config.json)
 
 
 def _ms(seconds):
@@ -89,9 +78,10 @@ def describe(e):
 
 
 class App:
-    def __init__(self, cfg, wdt, path=config.PATH, boot=None):
+    # app_once.start() makes and starts it: feed is its machine.WDT's (app_once.watchdog), or None.
+    def __init__(self, cfg, feed=None, path=config.PATH, boot=None):
         self.cfg = cfg
-        self.wdt = wdt
+        self.feed = feed or _unwatched
         self.path = path
         self.interval_ms = _ms(cfg["interval_s"])
         self.backoff_max_ms = _ms(cfg["backoff_max_s"])
@@ -133,88 +123,58 @@ class App:
                 self.shared_keys.append(key)
         self.attribute_handlers.append(handler)
 
-    # ---- start-up --------------------------------------------------------------------
-    def start(self):
-        # sensors.py and the platform client (first a token from the server if config.json has
-        # none), until the client is there: app_once.py's work, loaded for this call.
-        from iotlink import app_once
-
-        try:
-            app_once.start(self)
-        finally:
-            unload("app_once")
-        self.healthy()
-        self.follow_updates()
-        print("server: %s, %d pins, every %s s" % (self.cfg["server"], len(self.cfg["pins"]), self.cfg["interval_s"]))
-
-    def follow_updates(self):
-        # OTA: fw_*/sw_* shared attributes start an update; the running versions and the last
-        # update's outcome are reported once the server is reachable (which keeps a new app).
-        # The OTA code (ota, ota_swap) is in RAM only while it has work: for that report, then
-        # from the first announcement of a package other than the one that runs. The report is
-        # the first start task: the OTA code comes and goes before the others leave objects
-        # around it in the heap.
-        if self.cfg["platform"] == "thingsboard":
-            self.start_tasks.insert(0, self.report_boot)
-
+    # ---- updates (OTA) ---------------------------------------------------------------
+    # fw_*/sw_* shared attributes start an update; the running versions and the last update's
+    # outcome are reported once the server is reachable (which keeps a new app). The OTA code
+    # (ota, ota_swap) is in RAM only while it has work: for that report, then from the first
+    # announcement of a package other than the one that runs.
     def report_boot(self):
-        error = None
+        # ThingsBoard's first start task (app_connect_once.connect): ota.follow() reports, then
+        # has this App follow the announcements with check_updates().
         try:
-            from iotlink.ota import Updater
+            from iotlink import ota
 
-            updater = Updater(self.client, feed=self.wdt.feed)
-            if updater.report_boot():
-                self.running = updater.running()
-                self.follow(Updater.KEYS, self.check_updates)
-            else:
-                error = updater.error
+            ota.follow(self)  # raises why the server did not take the report: recover() decides
         except MemoryError:
             # A board too full for updates still sends its telemetry. Retrying would hold the
             # OTA code in RAM and fail again, with the queue waiting behind this task.
             print("ota: not enough free memory: updates off until a reset")
         finally:
-            updater = None  # so that gc.collect() can free the OTA code
+            ota = None  # so that gc.collect() can free the OTA code
             unload("ota", "ota_swap")  # before a retry too: the next try loads it again
             gc.collect()
-        if error is not None:
-            # recover() decides on the real error (a refused token waits long); then a retry.
-            raise error
 
     def check_updates(self, shared):
+        # Every attribute read, once the report is in: the OTA code comes back only for a
+        # package other than the one that runs (self.running, from ota.follow).
         if self.updater is None:
             for prefix in self.running:
-                offer = [shared.get(prefix + "_title"), shared.get(prefix + "_version")]
-                if None not in offer and [str(v) for v in offer] != self.running[prefix]:
+                title = shared.get(prefix + "_title")
+                version = shared.get(prefix + "_version")
+                if None not in (title, version) and [str(title), str(version)] != self.running[prefix]:
                     break
             else:
                 return  # nothing new announced
             from iotlink.ota import Updater
 
             # Kept: it counts the tries of each package. It feeds the watchdog while it downloads.
-            self.updater = Updater(self.client, feed=self.wdt.feed)
+            self.updater = Updater(self.client, feed=self.feed)
         self.updater.check(shared)
 
-    def provision(self):
-        # Only without a token, or with a refused one.
+    def renew_token(self):
+        # After a 401/403 with provisioning keys (recover()): token_once.py asks for a new token.
+        # A method of its own: a frame that named the module would keep it in RAM.
         from iotlink import token_once
 
         try:
-            token_once.obtain(self.cfg, self.path, self.timeout_s)
+            token_once.renew(self)
         finally:
             unload("token_once")
-
-    def renew_token(self):
-        # The server refused our token (the device was deleted, its credentials changed): the
-        # provisioning keys ask for a new one. Refused again, recover() waits long between tries.
-        print("server: token refused; provisioning again")
-        self.provision()
-        self.client.use_token(self.cfg["token"])
-        self.token_refused = False
 
     # ---- the loop --------------------------------------------------------------------
     def run(self):
         while True:
-            self.wdt.feed()
+            self.feed()
             now = time.ticks_ms()
             if time.ticks_diff(now, self.next_send) >= 0:
                 self.take_reading(now)
@@ -222,7 +182,7 @@ class App:
                 until = self.next_send
                 if time.ticks_diff(self.retry_at, until) < 0:
                     until = self.retry_at
-                net.pause(time.ticks_diff(until, now), self.wdt.feed)
+                net.pause(time.ticks_diff(until, now), self.feed)
             else:
                 try:
                     answered = self.step()
@@ -259,7 +219,7 @@ class App:
             from iotlink import net_once
 
             try:
-                print("wifi: up, %s" % net_once.connect(wifi, idle=self.wdt.feed))
+                print("wifi: up, %s" % net_once.connect(wifi, idle=self.feed))
             finally:
                 unload("net_once")
 
@@ -424,7 +384,7 @@ class App:
             self.poll_max_ms,
         )
         if wait < _MIN_POLL_MS:
-            net.pause(max(wait, 0), self.wdt.feed)
+            net.pause(max(wait, 0), self.feed)
             return False
         request = self.client.wait_rpc(wait)
         if request is not None:
@@ -441,30 +401,19 @@ class App:
             reply = self.last_rpc[1]  # delivered again: our reply was lost, don't run it twice
             print("rpc %d: delivered again, same reply" % rpc_id)
         else:
-            reply = self.rpc.handle(request["method"], request.get("params"))
+            method = request["method"]
+            params = request.get("params")
+            reply = self.rpc.handle(method, params)
             self.last_rpc = (request, reply)
-            failed = isinstance(reply, dict) and "error" in reply
-            params = request.get("params") if request["method"] in GPIO_METHODS else None
-            shown = "".join(" %s=%s" % (k, str(params[k])[:16]) for k in ("pin", "value", "enabled")
-                            if k in params) if isinstance(params, dict) else ""
-            print("rpc %d %s%s -> %s" % (rpc_id, request["method"], shown, "error" if failed else "ok"))
+            # The console line: "rpc 5 setGpio pin=23 value=1 -> ok"; the params of a GPIO
+            # method only (an application's own may carry secrets).
+            line = "rpc %d %s" % (rpc_id, method)
+            if method in GPIO_METHODS and isinstance(params, dict):
+                for key in ("pin", "value", "enabled"):
+                    if key in params:
+                        line += " %s=%s" % (key, str(params[key])[:16])
+            print(line, "->", "error" if isinstance(reply, dict) and "error" in reply else "ok")
         self.client.reply_rpc(rpc_id, reply)
-
-
-def load_config(path, wdt):
-    # The checked config. While it is missing or broken, app_once.py says why and waits. (Loaded
-    # in a function of its own: run() never returns, and a module it imported would stay in its
-    # frame.)
-    try:
-        return config.load(path)
-    except ConfigError:
-        pass
-    from iotlink import app_once
-
-    try:
-        return app_once.wait_for_config(path, wdt)
-    finally:
-        unload("app_once")
 
 
 def run(path=config.PATH, setup=None):
@@ -472,19 +421,7 @@ def run(path=config.PATH, setup=None):
     # followed attributes, start tasks), made before the loop starts.
     print("iotlink %s" % __version__)
     try:
-        wdt = Watchdog()
-        cfg = load_config(path, wdt)
-        wdt.start(cfg.get("wdt_ms"))
-        if cfg.get("sleep", {}).get("mode") == "deep":
-            from iotlink import app_sleep  # a battery board: this wake's work, then deep sleep
-
-            app_sleep.wake(App, cfg, wdt, path, setup)
-        app = App(cfg, wdt, path)
-        if setup:
-            setup(app)
-        app.start()
-        gc.threshold(-1)  # boot.py's start-up setting: from here the loop collects where it needs to
-        app.run()
+        started(path, setup).run()
     except Exception as e:
         # Whatever escaped (a bug, memory gone for good): a board at the REPL serves nobody,
         # so say what happened and start over clean, a while later.
@@ -492,3 +429,14 @@ def run(path=config.PATH, setup=None):
         print("iotlink: restarting in %d s" % _RESTART_DELAY_S)
         time.sleep(_RESTART_DELAY_S)
         machine.reset()
+
+
+def started(path, setup):
+    # The App, started by app_once.py (a battery board: this wake, app_sleep.py's). In a function
+    # of its own: run() never returns, and a module it imported would stay in its frame.
+    from iotlink import app_once
+
+    try:
+        return app_once.start(App, path, setup)
+    finally:
+        unload("app_once")

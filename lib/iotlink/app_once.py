@@ -1,75 +1,88 @@
-# What the device loop (app.py) does only at start: load the user's sensors.py and make the
-# platform client; before that, wait for a good config.json if it is missing or broken. The app
-# loads this module for each of these calls and unloads it after.
+# What app.run() does only at start: wait for a good config.json, start the watchdog, make the
+# App and start it (app_connect_once.py: sensors.py, the platform client), or on a battery board
+# make this wake (app_sleep.py). app.run() loads this module for that and unloads it before the
+# loop runs.
+import gc
 import time
 
-from iotlink import config, net
+import machine
+
+from iotlink import config, net, unload
 from iotlink.config_values import valid_wdt_ms
 from iotlink.errors import ConfigError
-from iotlink.thingsboard import ThingsBoard
 
 CONFIG_RETRY_S = 10  # a missing or broken config.json is read again this often
 
 
-def wait_for_config(path, wdt):
-    # The checked config; while it is missing or broken, say why once and look again later.
+def start(App, path, setup):
+    # What app.run() runs for ever: the App, started; on a battery board, this wake (run once
+    # this module is unloaded). App: the device loop's class; setup(app), if given: an app's own
+    # additions.
+    cfg, feed = load_config(path)
+    if cfg.get("sleep", {}).get("mode") == "deep":
+        from iotlink import app_sleep  # a battery board: this wake's work, then deep sleep
+
+        return app_sleep.Wake(App, cfg, feed, path, setup)
+    app = App(cfg, feed, path)
+    if setup:
+        setup(app)
+    from iotlink import app_connect_once
+
+    try:
+        app.sensors, app.sensor_error = app_connect_once.load_sensors()
+        while app.client is None:
+            app.feed()
+            try:
+                app_connect_once.connect(app)
+            except Exception as e:  # app.recover() says when to try again
+                app.recover(e)
+                net.pause(time.ticks_diff(app.retry_at, time.ticks_ms()), app.feed)
+    finally:
+        unload("app_connect_once")
+    app.healthy()
+    print("server: %s, %d pins, every %s s" % (cfg["server"], len(cfg["pins"]), cfg["interval_s"]))
+    gc.threshold(-1)  # boot.py's start-up setting: from here the loop collects where it needs to
+    return app
+
+
+def load_config(path):
+    # (the checked config, the watchdog's feed or None). While the file is missing or broken,
+    # say why once and look again later; a broken file's wdt_ms still starts the watchdog.
+    feed = None
     said = None
     while True:
         try:
-            return config.load(path)
+            cfg = config.load(path)
+            break
         except ConfigError as e:
             if str(e) != said:
                 said = str(e)
                 print("config: %s; waiting for a fixed config (checked every %d s)" % (e, CONFIG_RETRY_S))
-        try:
-            raw = config.read(path)  # a broken file may still enable the watchdog
-            wdt_ms = raw.get("wdt_ms") if isinstance(raw, dict) else None
+        if feed is None:
+            wdt_ms = _raw_wdt_ms(path)
             if valid_wdt_ms(wdt_ms):
-                wdt.start(wdt_ms)
-        except ConfigError:
-            pass
-        net.pause(CONFIG_RETRY_S * 1000, wdt.feed)
+                feed = watchdog(wdt_ms)
+        net.pause(CONFIG_RETRY_S * 1000, feed)
+    if feed is None and cfg.get("wdt_ms"):
+        feed = watchdog(cfg["wdt_ms"])
+    return cfg, feed
 
 
-def start(app):
-    # The App's sensors and client; a token first where config.json has none. Failures go to
-    # app.recover(), which says when to try again.
-    app.sensors, app.sensor_error = load_sensors()
-    while app.client is None:
-        app.wdt.feed()
-        try:
-            if not app.cfg.get("token"):
-                app.ensure_wifi()
-                app.provision()
-            app.client = make_client(app.cfg, app.timeout_s)
-        except Exception as e:
-            app.recover(e)
-            net.pause(time.ticks_diff(app.retry_at, time.ticks_ms()), app.wdt.feed)
+def _raw_wdt_ms(path):
+    # wdt_ms as a broken file has it, if it is still JSON.
+    from iotlink import config_once
 
-
-def make_client(cfg, timeout):
-    # The one place that creates the platform client.
-    if cfg["platform"] == "thethings":
-        from iotlink.thethings_device import TTDevice  # imported here: ThingsBoard boards keep the RAM
-
-        return TTDevice(cfg["server"], cfg["token"], timeout=timeout, keepalive=True,
-                        cadata=config.ca_data(cfg))
-    # One kept-alive connection: a TLS handshake per request would cost most of the throughput,
-    # and seconds and battery on a board each time.
-    return ThingsBoard(cfg["server"], cfg["token"], timeout=timeout, keepalive=True,
-                       cadata=config.ca_data(cfg))
-
-
-def load_sensors():
-    # The optional user module sensors.py: (module, None), (None, None) or (None, error).
     try:
-        import sensors
-    except ImportError as e:
-        if "sensors" in str(e):
-            return None, None
-        return None, "sensors.py: %s" % e
-    except Exception as e:  # a syntax error or a failing import inside sensors.py
-        return None, "sensors.py: %s: %s" % (type(e).__name__, e)
-    if not callable(getattr(sensors, "read", None)):
-        return None, "sensors.py has no read()"
-    return sensors, None
+        raw = config_once.read(path)
+    except ConfigError:
+        return None
+    finally:
+        unload("config_once")
+    return raw.get("wdt_ms") if isinstance(raw, dict) else None
+
+
+def watchdog(wdt_ms):
+    # A machine.WDT started now, for good (no port can stop one): its feed.
+    wdt = machine.WDT(timeout=wdt_ms)
+    print("watchdog: %d ms" % wdt_ms)
+    return wdt.feed

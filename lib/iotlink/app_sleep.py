@@ -1,7 +1,8 @@
 # A battery board's loop ("sleep": {"mode": "deep"} in config.json): each wake reads the sensors
 # into the flash queue, talks to the server only now and then, and deep-sleeps until the next
-# reading. app.run() loads this module in deep mode only, and the App's own pieces do the work:
-# the reading (values, outbox), Wi-Fi, the clock, the start tasks, attributes, batches, RPC answers.
+# reading. The start-up (app_once.start) loads this module in deep mode only, and app.run() runs
+# the Wake it makes; the App's own pieces do the work: the reading (values, outbox), Wi-Fi, the
+# clock, the start tasks, attributes, batches, RPC answers.
 #
 # A wake talks to the server (Wi-Fi up, clock if needed, start tasks, shared attributes, the
 # queue in batches, then the RPCs waiting on the server, polled with a short wait until none is
@@ -44,9 +45,19 @@ CLOCK_RESYNC_MS = 24 * 3600 * 1000  # of uptime: the clock is set from the serve
 DEFAULTS = {"send_every": 6, "queue_max": 50, "limits": {}}
 
 
-def wake(App, cfg, wdt, path, setup=None):
-    # This wake's work, then deep sleep; never returns. App: the device loop's class; setup: as
-    # for app.run().
+class Wake:
+    # This wake, as app.run() runs it: made by the start-up (app_once.start), run once that code
+    # is unloaded. A wake never returns: code in the frames it runs from would stay in RAM.
+    def __init__(self, App, cfg, feed, path, setup):
+        self.args = (App, cfg, feed, path, setup)
+
+    def run(self):
+        wake(*self.args)
+
+
+def wake(App, cfg, feed, path, setup=None):
+    # This wake's work, then deep sleep; never returns. App: the device loop's class; feed: the
+    # watchdog's (app_once.watchdog) or None; setup: as for app.run().
     start = time.ticks_ms()
     options = dict(DEFAULTS)
     options.update(cfg["sleep"])
@@ -60,7 +71,7 @@ def wake(App, cfg, wdt, path, setup=None):
     if state["rest"]:
         sleep(state, state["rest"], state["up"] + time.ticks_diff(time.ticks_ms(), start), start)
     try:
-        app = App(cfg, wdt, path, state["boot"])
+        app = App(cfg, feed, path, state["boot"])
         if setup:
             setup(app)
         app.up_ms = state["up"]
@@ -74,12 +85,7 @@ def wake(App, cfg, wdt, path, setup=None):
 
 def run(app, state, options):
     # One wake: the reading, and the exchange when it is due. Returns the interval (ms).
-    from iotlink import app_once
-
-    try:
-        app.sensors, app.sensor_error = app_once.load_sensors()
-    finally:
-        unload("app_once")
+    load_sensors(app)
     state["wake"] += 1
     values = app.values()
     app.outbox.add(values, clock.now_ms(), app.uptime_ms())
@@ -130,14 +136,7 @@ def exchange(app, state):
     # once, in the order its step() takes them.
     app.ensure_wifi()
     if app.client is None:
-        if not app.cfg.get("token"):
-            app.provision()
-        from iotlink import app_once
-
-        try:
-            app.client = app_once.make_client(app.cfg, app.timeout_s)
-        finally:
-            unload("app_once")
+        connect(app)
     if state["renew"]:
         app.renew_token()
         state["renew"] = False
@@ -145,23 +144,43 @@ def exchange(app, state):
         app.sync_clock()
         if clock.synced():
             state["synced"] = app.uptime_ms()
-    app.follow_updates()
     while app.start_tasks:
-        app.wdt.feed()
+        app.feed()
         app.start_tasks[0]()
         app.start_tasks.pop(0)
     app.read_attributes()
     for _ in range(MAX_BATCHES):
         if not app.outbox.pending:
             break
-        app.wdt.feed()
+        app.feed()
         app.send_batch()
     for _ in range(MAX_RPCS):
-        app.wdt.feed()
+        app.feed()
         request = app.client.wait_rpc(RPC_WAIT_MS)
         if request is None:
             break
         app.answer(request)
+
+
+# The start-up code this module uses, each loaded for its call in a function of its own: a
+# module a frame of the wake still named would stay in RAM through the wake.
+def load_sensors(app):
+    from iotlink import app_connect_once
+
+    try:
+        app.sensors, app.sensor_error = app_connect_once.load_sensors()
+    finally:
+        unload("app_connect_once")
+
+
+def connect(app):
+    # The client (a token first where config.json has none), and OTA's start task.
+    from iotlink import app_connect_once
+
+    try:
+        app_connect_once.connect(app)
+    finally:
+        unload("app_connect_once")
 
 
 def failed(app, state, e):

@@ -1,12 +1,14 @@
-# The checks of config.json (config.check): each error names the key and the expected type,
-# and never the value of a secret. They run once a boot: config.check loads this module for
-# them and unloads it.
+# config.json (config.py): read, checked, saved. Each error names the key and the expected type,
+# and never the value of a secret. Only the start-up and a token's save need this: config.load
+# loads this module for its call, and the start-up and provisioning code for theirs.
+import hashlib
 import json
 
 from micropython import const
 
 from iotlink.config_values import DEFAULTS, is_int, positive_number, valid_wdt_ms
 from iotlink.errors import ConfigError
+from iotlink.files import read as read_file, write_atomic
 
 _PLATFORMS = const(("thingsboard", "thethings"))
 _KNOWN = const(("platform", "server", "token", "wifi", "provision", "activation_code", "interval_s",
@@ -156,3 +158,48 @@ def check(cfg):
     if "sleep" in cfg:
         _sleep(cfg["sleep"])
     return [k for k in cfg if k not in _KNOWN]
+
+
+# ---- the file -------------------------------------------------------------------------------
+def _read(path):
+    # (the file's bytes, its JSON object); no checks beyond JSON syntax.
+    try:
+        data = read_file(path)
+    except OSError:
+        raise ConfigError("%s not found" % path)
+    try:
+        return data, json.loads(data)
+    except ValueError:
+        raise ConfigError("%s is not valid JSON" % path)
+
+
+def read(path):
+    # The raw JSON object of the file (no checks beyond JSON syntax).
+    return _read(path)[1]
+
+
+def load(path, checked=None):
+    # (the checked config with defaults filled in, the file's fingerprint); raises ConfigError
+    # naming the bad key. A file whose fingerprint is `checked` passed the checks before: they
+    # do not run, nor report its unknown keys, again.
+    data, cfg = _read(path)
+    # SHA-256, not hash(): a str's hash has 8 or 16 bits, so a changed file could match it.
+    seen = (path, hashlib.sha256(data).digest())
+    if seen != checked:
+        try:
+            unknown = check(cfg)
+        except ConfigError as e:
+            raise ConfigError("%s: %s" % (path, e))
+        for key in unknown:
+            print("config: unknown key '%s' ignored" % key)
+    for key in DEFAULTS:
+        if key not in cfg:
+            cfg[key] = DEFAULTS[key]
+    return cfg, seen
+
+
+def save_token(token, path):
+    # Store a token obtained by provisioning, keeping the rest of the file exactly as it was.
+    cfg = read(path)
+    cfg["token"] = token
+    write_atomic(path, json.dumps(cfg).encode())

@@ -40,6 +40,18 @@ def _esp32_partition(job):
     return Partition
 
 
+def follow(app):
+    # The device loop's start-up report (app.App.report_boot): what runs, a new app kept. Once
+    # the server took it, the app follows the fw_*/sw_* attributes with app.check_updates, which
+    # compares them with app.running and loads this module again only for another package.
+    # Raises why the server did not take the report.
+    up = Updater(app.client, feed=app.feed)
+    if not up.report_boot():
+        raise up.error
+    app.running = up.running()
+    app.follow(Updater.KEYS, app.check_updates)
+
+
 class Updater:
     KEYS = tuple(p + "_" + f for p, _ in _PREFIXES for f in _FIELDS)
 

@@ -20,13 +20,16 @@ ESP32_IMAGE_MAGIC = 0xE9  # first byte of an ESP32 app image; a tar starts with 
 
 
 def reserved_names():
-    # RESERVED, and the top-level entry that holds the CA file config.json names ("ca").
+    # RESERVED, and the top-level entry that holds the CA file config.json names ("ca"). The
+    # file is read here, not by config_once.py: its checks would take RAM a download needs.
+    import json
+
     from iotlink import config
-    from iotlink.errors import ConfigError
+    from iotlink.files import read
 
     try:
-        ca = config.read().get("ca")
-    except (ConfigError, AttributeError):
+        ca = json.loads(read(config.PATH)).get("ca")
+    except (OSError, ValueError, AttributeError):
         ca = None
     if isinstance(ca, str) and ca.strip("/"):
         return RESERVED + (ca.strip("/").split("/")[0],)

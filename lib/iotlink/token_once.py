@@ -1,7 +1,7 @@
 # The board's access token when config.json has none, or the server refused it: ThingsBoard
 # provisioning with the config's key and secret, or thethings.iO activation; saved into
 # config.json at once (a server provisions a name only once). The app loads this module for
-# that call and unloads it after.
+# that call (obtain at start-up, renew after a refused token) and unloads it after.
 #
 # ThingsBoard is asked for a token the board chose and keeps on flash until it is saved: a
 # retry after a lost reply is refused (the name now exists), and the chosen token then finds
@@ -9,7 +9,7 @@
 import binascii
 import os
 
-from iotlink import config
+from iotlink import config, unload
 from iotlink.errors import ConfigError, HTTPError, ProvisionError
 from iotlink.files import read, write_atomic
 from iotlink.thingsboard import ThingsBoard
@@ -23,21 +23,35 @@ def obtain(cfg, path, timeout):
     token = _request(cfg, timeout)
     checked = dict(cfg)
     checked["token"] = token
+    from iotlink import config_once  # the checks and the save: loaded once the request is over
+
     try:
-        config.check(checked)
-    except ConfigError as e:
-        raise ProvisionError("FAILURE", "the server's token is not usable: %s" % e)
-    cfg["token"] = token
-    try:
-        config.save_token(token, path)
-        print("provision: token saved to %s" % path)
-    except (OSError, ConfigError) as e:
-        print("provision: token NOT saved (%s); it lasts until the next reset" % e)
-        return  # the chosen token stays on flash: the next boot finds its device with it
+        try:
+            config_once.check(checked)
+        except ConfigError as e:
+            raise ProvisionError("FAILURE", "the server's token is not usable: %s" % e)
+        cfg["token"] = token
+        try:
+            config_once.save_token(token, path)
+        except (OSError, ConfigError) as e:
+            print("provision: token NOT saved (%s); it lasts until the next reset" % e)
+            return  # the chosen token stays on flash: the next boot finds its device with it
+    finally:
+        unload("config_once")
+    print("provision: token saved to %s" % path)
     try:
         os.remove(CHOSEN)
     except OSError:
         pass  # thethings.iO, or a token the server chose
+
+
+def renew(app):
+    # The server refused the App's token (the device was deleted, its credentials changed): the
+    # provisioning keys ask for a new one. Refused again, app.recover() waits long between tries.
+    print("server: token refused; provisioning again")
+    obtain(app.cfg, app.path, app.timeout_s)
+    app.client.use_token(app.cfg["token"])
+    app.token_refused = False
 
 
 def _request(cfg, timeout):

@@ -1,8 +1,9 @@
-"""What the device loop keeps in RAM: the OTA code only while it has work.
+"""What the device loop keeps in RAM: no start-up code, the OTA code only while it has work.
 
-Loaded from .mpy, a module's bytecode lives in the heap, so the loop unloads the OTA code after
-the start-up report and loads it again only when a package other than the running one is
-announced. Runs the real App against the devserver, one boot per run.
+Loaded from .mpy, a module's bytecode lives in the heap, so the start-up code is unloaded before
+the loop runs, and the loop unloads the OTA code after the start-up report and loads it again
+only when a package other than the running one is announced. Runs the real App against the
+devserver, one boot per run.
 """
 
 import json
@@ -12,9 +13,8 @@ from support import all_records, telemetry
 
 LOOP = """
 import sys
-from iotlink import app
-a = app.App(app.config.load(), app.Watchdog())
-a.start()
+from iotlink import app, app_once
+a = app_once.start(app.App, "config.json", None)
 while a.start_tasks:
     a.step()
 loaded = lambda: [m for m in ("iotlink.ota", "iotlink.ota_swap", "iotlink.ota_once", "iotlink.clock_once") if m in sys.modules]
@@ -22,6 +22,33 @@ out(loaded())
 a.read_attributes()
 out(loaded())
 """
+
+
+# The start as main.py runs it (app.started: what app.run() runs for ever). Before the loop runs,
+# the start-up code is gone (app_once, app_connect_once, config_once, and token_once after a
+# provisioning), and a board with its token keeps only the loop's own modules.
+STARTED = """
+import sys
+from iotlink import app
+a = app.started("config.json", None)
+out([m[len("iotlink."):] for m in sorted(sys.modules) if m.startswith("iotlink.")])
+out(a.client is not None and bool(a.cfg["token"]))
+"""
+LOOP_MODULES = ["app", "clock", "config", "config_values", "errors", "files", "http", "http_conn",
+                "http_transport", "net", "outbox", "rpc", "store", "thingsboard"]
+
+
+def test_the_start_up_code_is_gone_before_the_loop_runs(mp, server, device):
+    (mp.flash / "config.json").write_text(json.dumps({"server": server.url, "token": "TEST_TOKEN"}))
+    assert mp(STARTED).results == [LOOP_MODULES, True]
+    server.add_provision_profile("PROVISION-KEY", "PROVISION-SECRET")
+    (mp.flash / "config.json").write_text(json.dumps({
+        "server": server.url, "provision": {"key": "PROVISION-KEY", "secret": "PROVISION-SECRET"}}))
+    run = mp(STARTED)
+    assert "provision: token saved to config.json" in run.stdout
+    modules, started = run.results
+    assert started and not [m for m in modules if m.endswith("_once")]
+    assert set(LOOP_MODULES) <= set(modules)
 
 
 def boot(mp, server):
@@ -55,26 +82,18 @@ def test_the_ota_code_is_loaded_only_for_a_package_other_than_the_running_one(mp
 # report the server did not take: the loop must neither keep it in RAM nor stop behind it.
 FAILING_REPORT = """
 import sys
-from iotlink import app
+from iotlink import app, app_once
 from iotlink.errors import ConnectionFailed
 
-class Updater:
-    KEYS = ()
-    error = ConnectionFailed("server gone")
-    def __init__(self, client, feed=None):
-        pass
-    def report_boot(self):
+class ota:  # what `from iotlink import ota` finds, until app.py unloads it
+    @staticmethod
+    def follow(app):  # the start-up report
         if FAILURE == "memory":
             raise MemoryError("memory allocation failed")
-        return False
+        raise ConnectionFailed("server gone")  # the server did not take it
 
-class ota:  # what `from iotlink.ota import Updater` finds, until app.py unloads it
-    pass
-
-ota.Updater = Updater
 sys.modules["iotlink.ota"] = ota
-a = app.App(app.config.load(), app.Watchdog())
-a.start()
+a = app_once.start(app.App, "config.json", None)
 try:
     a.step()
 except Exception as e:
@@ -104,15 +123,14 @@ def test_a_report_the_server_did_not_take_is_retried_with_the_ota_code_unloaded(
 
 
 SHORT_HEAP_DRAIN = """
-from iotlink import app
+from iotlink import app, app_once
 
 class gc:  # the heap a board would report with this much free
     collect = staticmethod(lambda: None)
     mem_free = staticmethod(lambda: FREE)
 
 app.gc = gc
-a = app.App(app.config.load(), app.Watchdog())
-a.start()
+a = app_once.start(app.App, "config.json", None)
 for i in range(60):
     a.outbox.add({"reading": i, "label": "x" * 40}, 1700000000000 + i, i)
 while a.outbox.pending:
@@ -136,9 +154,8 @@ def test_a_short_heap_drains_the_queue_in_smaller_batches(mp, server, device):
 
 
 FRAGMENTED = """
-from iotlink import app
-a = app.App(app.config.load(), app.Watchdog())
-a.start()
+from iotlink import app, app_once
+a = app_once.start(app.App, "config.json", None)
 while a.start_tasks:
     a.step()
 real = a.client.transport.request

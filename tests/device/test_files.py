@@ -47,7 +47,7 @@ def cut(mp, path, code):
 def test_config_json_survives_a_cut_between_remove_and_rename(mp):
     (mp.flash / "config.json").write_text(json.dumps({"server": "http://127.0.0.1:1", "provision": {
         "key": "k", "secret": "s"}}))
-    cut(mp, "config.json", "from iotlink import config\nconfig.save_token('NEW_TOKEN')\n")
+    cut(mp, "config.json", "from iotlink import config_once\nconfig_once.save_token('NEW_TOKEN', 'config.json')\n")
     assert mp("from iotlink import config\nout(config.load()['token'])").result == "NEW_TOKEN"
     assert json.loads((mp.flash / "config.json").read_text())["token"] == "NEW_TOKEN"
     assert not (mp.flash / "config.json.tmp").exists()  # put back in place: the next write is safe

@@ -530,11 +530,10 @@ def test_boot_py_finishes_an_interrupted_swap(board, server):
 
 SLOW_DOWNLOAD = """
 import time
-from iotlink import app
-wdt = app.Watchdog()
-cfg = app.config.load()
-a = app.App(cfg, wdt)
-a.start()
+from iotlink import app, app_connect_once, app_once, config
+cfg = config.load()
+a = app.App(cfg)  # its timeouts fit wdt_ms; the watchdog itself starts below, for the download
+app_connect_once.connect(a)
 while a.start_tasks:
     a.step()
 conn = a.client.transport
@@ -544,7 +543,7 @@ def slow(method, url, *args, **kw):  # a slow network: each chunk takes 400 ms
         time.sleep_ms(400)
     return request(method, url, *args, **kw)
 conn.open = slow
-wdt.start(cfg["wdt_ms"])
+a.feed = app_once.watchdog(cfg["wdt_ms"])
 a.read_attributes()  # the package announced: downloaded, verified, journaled, reset
 """
 

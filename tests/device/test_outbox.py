@@ -119,7 +119,7 @@ SEND = """
 import json
 from iotlink import app
 from iotlink.errors import HTTPError
-a = app.App(app.config.load(), app.Watchdog())
+a = app.App(app.config.load())
 
 class Server:  # what send_telemetry meets: STATUS for the first FAILING requests, then 200, but
     # 400 for any batch that holds the record with "bad"

@@ -15,7 +15,7 @@ The library goes as .mpy bytecode, compiled here by mpy-cross, after the board's
 shown it loads that .mpy version (sys.implementation._mpy); a board that does not is refused
 before anything is copied: update its MicroPython, or copy the source with --py.
 
-A config is checked by the firmware's own `iotlink.config.check`, run in the MicroPython unix
+A config is checked by the firmware's own `iotlink.config_once.check`, run in the MicroPython unix
 port on this computer before the board is touched (an https server without a CA certificate is
 refused there), and its secrets (token, Wi-Fi password, provisioning secret) never appear in any
 output. --ca puts the server's CA certificate on the board as ca.der (DER, converted here) and
@@ -55,10 +55,11 @@ FRIENDLY_PROMPT = b">>> "
 # library has none of). No _mpy: the port cannot import .mpy at all.
 BOARD_INFO = "import sys\nprint('%d.%d.%d' % sys.implementation.version[:3], getattr(sys.implementation, '_mpy', 0))"
 CHECK_CONFIG = """import json, sys
-from iotlink import config
+from iotlink import config_once
+from iotlink.errors import ConfigError
 try:
-    config.check(json.loads(sys.stdin.read()))
-except config.ConfigError as e:
+    config_once.check(json.loads(sys.stdin.read()))
+except ConfigError as e:
     print(e)
 """
 Progress = Callable[[str], None]
