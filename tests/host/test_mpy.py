@@ -19,3 +19,21 @@ m.ThingsBoard({server.url!r}, "TEST_TOKEN").send_telemetry({{"from_mpy": 1}})
 """, env={"MICROPYPATH": "lib:.frozen"})
     assert run.result.endswith(".mpy")
     assert server.latest_telemetry("test-device")["from_mpy"][1] == 1
+
+
+def test_a_compiled_module_names_itself_by_its_module_name(tmp_path, mp):
+    # Each .mpy carries its module name as its source name: the name the board keeps anyway for
+    # the module, where a path would be one more interned name per module. Tracebacks show it.
+    compile_library(tmp_path / "build")
+    shutil.copytree(tmp_path / "build" / "iotlink", mp.flash / "lib" / "iotlink")
+    run = mp("""
+import sys
+sys.path[:] = ["lib", ".frozen"]
+from iotlink import http
+try:
+    http.length({"content-length": b"x"})
+except Exception as e:
+    sys.print_exception(e)
+""", env={"MICROPYPATH": "lib:.frozen"})
+    assert 'File "iotlink.http", line ' in run.stdout and "in length" in run.stdout
+    assert "ProtocolError: bad Content-Length" in run.stdout
