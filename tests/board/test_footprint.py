@@ -9,7 +9,9 @@ devserver, one boot per run.
 import json
 
 import pytest
-from support import all_records, telemetry
+from support import all_records, flash, telemetry
+
+from iotlink_tools.vboard import Board
 
 LOOP = """
 import sys
@@ -28,11 +30,13 @@ out(loaded())
 # the start-up code is gone (app_once, app_connect_once, config_once, and token_once after a
 # provisioning), and the board keeps only the loop's own modules.
 STARTED = """
-import sys
+import gc, sys
+gc.threshold(4096)  # as boot.py leaves it for the imports
 from iotlink import app
 a = app.started("config.json", None)
 out([m[len("iotlink."):] for m in sorted(sys.modules) if m.startswith("iotlink.")])
 out(a.client is not None and bool(a.cfg["token"]))
+out(gc.threshold())
 """
 LOOP_MODULES = ["app", "clock", "config", "config_values", "errors", "files", "http", "http_conn",
                 "http_transport", "net", "outbox", "rpc", "store", "thingsboard"]
@@ -40,14 +44,24 @@ LOOP_MODULES = ["app", "clock", "config", "config_values", "errors", "files", "h
 
 def test_the_start_up_code_is_gone_before_the_loop_runs(mp, server, device):
     (mp.flash / "config.json").write_text(json.dumps({"server": server.url, "token": "TEST_TOKEN"}))
-    assert mp(STARTED).results == [LOOP_MODULES, True]
+    # Started, the collector no longer runs every 4 KB: the loop collects where it needs to.
+    assert mp(STARTED).results == [LOOP_MODULES, True, -1]
     server.add_provision_profile("PROVISION-KEY", "PROVISION-SECRET")
     (mp.flash / "config.json").write_text(json.dumps({
         "server": server.url, "provision": {"key": "PROVISION-KEY", "secret": "PROVISION-SECRET"}}))
     run = mp(STARTED)
     assert "provision: token saved to config.json" in run.stdout
     # Provisioned over plain http: the one-shot transport it used (http_oneshot) is gone too.
-    assert run.results == [LOOP_MODULES, True]
+    assert run.results == [LOOP_MODULES, True, -1]
+
+
+def test_boot_py_leaves_the_collector_running_every_4_kb_for_main_py(tmp_path):
+    # So that main.py's imports fill the heap from the bottom (the loop's start sets it back).
+    folder = flash(tmp_path, None)
+    (folder / "main.py").write_text("import gc\nprint('threshold', gc.threshold())\n")
+    board = Board(folder).start()
+    assert board.wait(20) == 0
+    assert "threshold 4096" in board.console()
 
 
 def boot(mp, server):
