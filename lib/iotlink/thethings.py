@@ -273,10 +273,12 @@ class TheThings:
         body = {"activationCode": activation_code}
         if product_id is not None:
             body["productId"] = product_id
-        status, data = exchange(
-            transport(server, timeout, False, cadata), "POST", server.rstrip("/") + "/v2/things/",
-            body, timeout, cls,
-        )
+        # On the connection code the loop uses anyway, closed after (as ThingsBoard provisions).
+        conn = transport(server, timeout, True, cadata)
+        try:
+            status, data = exchange(conn, "POST", server.rstrip("/") + "/v2/things/", body, timeout, cls)
+        finally:
+            conn.close()
         if status == 400:
             raise ProvisionError("error", error_message(data))
         if not 200 <= status < 300:

@@ -28,7 +28,13 @@ def provision(url, device_name, key, secret, timeout, cadata, token):
     if token:
         body["credentialsType"] = "ACCESS_TOKEN"
         body["token"] = token
-    status, data, _ = transport(url, timeout, False, cadata).request("POST", url, http.dumps(body), timeout)
+    # On the connection code the loop uses anyway, closed after: a board provisioning at start
+    # keeps no other transport in RAM for the months the loop runs.
+    conn = transport(url, timeout, True, cadata)
+    try:
+        status, data, _ = conn.request("POST", url, http.dumps(body), timeout)
+    finally:
+        conn.close()
     check(status, data)
     reply = http.loads(data)
     if not isinstance(reply, dict):

@@ -20,12 +20,7 @@ CHOSEN = "token.chosen"  # the token this board asks ThingsBoard for, kept until
 def obtain(cfg, path, timeout):
     # A new token, put into cfg and saved into the config file at path. One config.json would
     # refuse is never saved: the board would wait for a fixed file for ever.
-    try:
-        token = _request(cfg, timeout)
-    finally:
-        # Over plain http the request went through the one-shot transport, which the loop (on
-        # its kept-alive connection) never uses: not kept in RAM for the months ahead.
-        unload("http_oneshot")
+    token = _request(cfg, timeout)
     checked = dict(cfg)
     checked["token"] = token
     from iotlink import config_once  # the checks and the save: loaded once the request is over
