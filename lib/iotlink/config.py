@@ -1,6 +1,6 @@
-# config.json at the board's root: where it is, load() (the entry that boot.py, which no update
-# replaces, and the start-up call) and the CA file of verified TLS. Reading, checking and saving
-# the file is config_once.py's work: only the start-up and a token's save need it.
+# config.json at the board's root: where it is, load() (called by boot.py, which no update
+# replaces, and at start-up) and the CA file of verified TLS. Reading, checking and saving the
+# file is config_once.py's work: only the start-up and a token's save need it.
 from iotlink import unload
 from iotlink.errors import ConfigError
 
